@@ -1,0 +1,247 @@
+"""Character-level LSTM language model in flax, with two LSTM implementations.
+
+``cell="flax"``
+    flax's own :class:`flax.linen.OptimizedLSTMCell` driven by
+    :class:`flax.linen.RNN` (batch-major, one ``lax.scan`` whose body does both
+    the input and the recurrent matmul; gradients by JAX autodiff of the scan).
+
+``cell="fast"``
+    :func:`lstm_layer`: the input projection ``x @ W_i + b`` for *all* time
+    steps is one ``[T*B, D] @ [D, 4H]`` matmul outside the time loop, and the
+    ``lax.scan`` runs only the recurrent part ``h @ W_h`` plus the gate
+    arithmetic, time-major.  Its reverse pass is a hand-written VJP
+    (:func:`jax.custom_vjp`): the backward scan carries only ``dh`` and ``dc``
+    and emits the gate pre-activation gradients; the weight gradients
+    ``dW_h = H_{t-1}^T dZ``, ``dW_i = X^T dZ``, the bias gradient and the input
+    gradient ``dX = dZ W_i^T`` are then each a single large matmul over all
+    time steps instead of ``T`` small accumulations inside the loop.
+
+Both layers declare exactly the same parameters (names, shapes and
+initialisers as ``nn.RNN(nn.OptimizedLSTMCell)``: per gate ``i, f, g, o`` an
+input kernel ``i?/kernel`` ``[D, H]`` and a recurrent ``h?/kernel`` ``[H, H]``
+with ``h?/bias``), so one parameter tree drives either model and the same seed
+gives the same initial weights.  ``tests/test_lstm_benchmark.py`` checks that
+the two give the same logits and gradients.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+GATES = ("i", "f", "g", "o")
+CELLS = ("fast", "flax")
+
+
+# ---------------------------------------------------------------------------
+# The fast LSTM layer: a pure function with a custom VJP.
+# ---------------------------------------------------------------------------
+
+def _gate_activations(z: jax.Array) -> jax.Array:
+    """sigmoid on the i, f, o quarters and tanh on the g quarter of ``[..., 4H]``."""
+    i, f, g, o = jnp.split(z, 4, axis=-1)
+    return jnp.concatenate([jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g),
+                            jax.nn.sigmoid(o)], axis=-1)
+
+
+def _forward(w_i, w_h, b, xs, h0, c0, unroll):
+    """Forward pass; returns outputs ``hs [T,B,H]`` and residuals for the VJP."""
+    t, bsz, d = xs.shape
+    # One matmul for the input projection of every time step.
+    xp = (xs.reshape(t * bsz, d) @ w_i + b).reshape(t, bsz, -1)
+
+    def step(carry, xp_t):
+        h, c = carry
+        act = _gate_activations(xp_t + h @ w_h)
+        i, f, g, o = jnp.split(act, 4, axis=-1)
+        c = f * c + i * g
+        h = o * jnp.tanh(c)
+        return (h, c), (h, c, act)
+
+    _, (hs, cs, acts) = jax.lax.scan(step, (h0, c0), xp, unroll=unroll)
+    return hs, (hs, cs, acts)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(6,))
+def lstm_layer(w_i, w_h, b, xs, h0, c0, unroll=1):
+    """One LSTM layer over a time-major sequence.
+
+    Args:
+      w_i: input kernel ``[D, 4H]`` (gates ``i, f, g, o`` side by side).
+      w_h: recurrent kernel ``[H, 4H]``.
+      b: bias ``[4H]``.
+      xs: inputs ``[T, B, D]``.
+      h0, c0: initial hidden and cell state ``[B, H]``.
+      unroll: ``lax.scan`` unroll factor of both time loops.
+
+    Returns:
+      hidden states ``[T, B, H]``.
+    """
+    return _forward(w_i, w_h, b, xs, h0, c0, unroll)[0]
+
+
+def _lstm_fwd(w_i, w_h, b, xs, h0, c0, unroll):
+    hs, (hs, cs, acts) = _forward(w_i, w_h, b, xs, h0, c0, unroll)
+    return hs, (w_i, w_h, xs, h0, c0, hs, cs, acts)
+
+
+def _lstm_bwd(unroll, res, dhs):
+    w_i, w_h, xs, h0, c0, hs, cs, acts = res
+    t, bsz, d = xs.shape
+    hidden = h0.shape[-1]
+    c_prev = jnp.concatenate([c0[None], cs[:-1]], axis=0)
+    w_h_t = w_h.T  # transposed once, outside the loop
+
+    def step(carry, inputs):
+        dh_next, dc_next = carry
+        dh_t, c_t, c_tm1, act = inputs
+        i, f, g, o = jnp.split(act, 4, axis=-1)
+        dh = dh_t + dh_next
+        tc = jnp.tanh(c_t)
+        dc = dc_next + dh * o * (1.0 - tc * tc)
+        dz = jnp.concatenate([
+            dc * g * i * (1.0 - i),          # input gate
+            dc * c_tm1 * f * (1.0 - f),      # forget gate
+            dc * i * (1.0 - g * g),          # candidate
+            dh * tc * o * (1.0 - o),         # output gate
+        ], axis=-1)
+        return (dz @ w_h_t, dc * f), dz
+
+    zeros = jnp.zeros_like(h0)
+    (dh0, dc0), dzs = jax.lax.scan(step, (zeros, zeros), (dhs, cs, c_prev, acts),
+                                   reverse=True, unroll=unroll)
+    # Weight, bias and input gradients: one matmul each over all time steps.
+    dz2 = dzs.reshape(t * bsz, 4 * hidden)
+    h_prev = jnp.concatenate([h0[None], hs[:-1]], axis=0).reshape(t * bsz, hidden)
+    dw_h = h_prev.T @ dz2
+    dw_i = xs.reshape(t * bsz, d).T @ dz2
+    db = dz2.sum(axis=0)
+    dxs = (dz2 @ w_i.T).reshape(t, bsz, d)
+    return dw_i, dw_h, db, dxs, dh0, dc0
+
+
+lstm_layer.defvjp(_lstm_fwd, _lstm_bwd)
+
+
+# ---------------------------------------------------------------------------
+# flax modules.
+# ---------------------------------------------------------------------------
+
+class _GateParams(nn.Module):
+    """Declares one gate's kernel (and bias) like flax's LSTM cells do."""
+
+    features: int
+    in_features: int
+    use_bias: bool
+    kernel_init: nn.initializers.Initializer
+
+    @nn.compact
+    def __call__(self):
+        kernel = self.param("kernel", self.kernel_init, (self.in_features, self.features))
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,)) if self.use_bias else None
+        return kernel, bias
+
+
+class _CellParams(nn.Module):
+    """The parameters of ``nn.OptimizedLSTMCell`` (same names, shapes, initialisers)."""
+
+    features: int
+
+    @nn.compact
+    def __call__(self, in_features: int):
+        w_i, w_h, b = [], [], []
+        for gate in GATES:
+            k, _ = _GateParams(self.features, in_features, False,
+                               nn.initializers.lecun_normal(), name=f"i{gate}")()
+            w_i.append(k)
+            k, bias = _GateParams(self.features, self.features, True,
+                                  nn.initializers.orthogonal(), name=f"h{gate}")()
+            w_h.append(k)
+            b.append(bias)
+        return (jnp.concatenate(w_i, axis=-1), jnp.concatenate(w_h, axis=-1),
+                jnp.concatenate(b, axis=-1))
+
+
+class FastLSTM(nn.Module):
+    """A time-major LSTM layer computed by :func:`lstm_layer`."""
+
+    features: int
+    unroll: int = 1
+
+    @nn.compact
+    def __call__(self, xs: jax.Array) -> jax.Array:
+        """``xs [T, B, D] -> hidden states [T, B, H]`` from a zero initial state."""
+        w_i, w_h, b = _CellParams(self.features, name="cell")(xs.shape[-1])
+        zeros = jnp.zeros((xs.shape[1], self.features), xs.dtype)
+        return lstm_layer(w_i, w_h, b, xs, zeros, zeros, self.unroll)
+
+
+class CharLSTM(nn.Module):
+    """Embedding, ``layers`` stacked LSTMs, dropout between them, dense head.
+
+    Dropout (rate ``dropout``) is applied to the output of every LSTM layer
+    except the last, as in ``torch.nn.LSTM(dropout=...)``.
+    """
+
+    vocab_size: int
+    embed: int = 128
+    hidden: int = 256
+    layers: int = 2
+    dropout: float = 0.0
+    cell: str = "fast"
+    unroll: int = 1
+
+    @nn.compact
+    def __call__(self, tokens: jax.Array, train: bool = False) -> jax.Array:
+        """``tokens [B, T] int -> logits [B, T, vocab_size]`` (float32)."""
+        if self.cell not in CELLS:
+            raise ValueError(f"unknown cell {self.cell!r}; expected one of {CELLS}")
+        x = nn.Embed(self.vocab_size, self.embed, name="embed")(tokens)
+        if self.cell == "fast":
+            x = x.transpose(1, 0, 2)  # time-major for the scan
+        for layer in range(self.layers):
+            name = f"lstm_{layer}"
+            if self.cell == "fast":
+                x = FastLSTM(self.hidden, unroll=self.unroll, name=name)(x)
+            else:
+                # parent=None: the cell belongs to the RNN, so its params sit under
+                # lstm_{layer}/cell like the fast layer's.
+                cell = nn.OptimizedLSTMCell(self.hidden, parent=None)
+                x = nn.RNN(cell, unroll=self.unroll, name=name)(x)
+            if self.dropout > 0 and layer < self.layers - 1:
+                x = nn.Dropout(self.dropout, deterministic=not train)(x)
+        if self.cell == "fast":
+            x = x.transpose(1, 0, 2)
+        return nn.Dense(self.vocab_size, name="head")(x)
+
+
+def cross_entropy(logits: jax.Array, targets: jax.Array) -> jax.Array:
+    """Mean next-character cross entropy (nats) of ``logits [..., V]``."""
+    logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    return -jnp.mean(jnp.take_along_axis(logp, targets[..., None], axis=-1))
+
+
+def count_params(params) -> int:
+    return sum(int(p.size) for p in jax.tree_util.tree_leaves(params))
+
+
+def train_flops_per_step(batch: int, seq_len: int, vocab: int, embed: int,
+                         hidden: int, layers: int) -> float:
+    """Analytic matmul FLOPs of one training step (forward + backward = 3x forward).
+
+    Counts the LSTM input and recurrent matmuls and the head; elementwise work
+    and the embedding gather are ignored.  XLA's cost analysis counts a
+    ``while`` loop's body once, not once per iteration, so it undercounts a
+    scanned RNN; this figure is the one used for achieved FLOP/s.
+    """
+    tokens = batch * seq_len
+    fwd = 0.0
+    d = embed
+    for _ in range(layers):
+        fwd += 2.0 * tokens * (d + hidden) * 4 * hidden
+        d = hidden
+    fwd += 2.0 * tokens * hidden * vocab
+    return 3.0 * fwd

@@ -1,0 +1,160 @@
+"""Argument checks shared by every public constructor.
+
+Every check names the public function the user called, the argument and the
+value, in one format::
+
+    ValueError: `cosine_decay(decay_steps=...)` must be > 0, got 0.
+
+Traced values (inside `jit`, `vmap`, `optax.inject_hyperparams`) pass
+unchecked; concrete arrays are checked element by element.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, Callable, Iterable
+
+import jax
+import numpy as np
+
+
+def _where(owner: str, name: str) -> str:
+    return f"`{owner}({name}=...)`"
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, (np.ndarray, jax.Array)) and np.ndim(value) > 0:
+        return np.array2string(np.asarray(value), threshold=8)
+    if isinstance(value, (np.generic, jax.Array)):
+        return repr(np.asarray(value).item())
+    return repr(value)
+
+
+def is_traced(value: Any) -> bool:
+    """True for a JAX tracer (a value known only inside a transformation)."""
+    return isinstance(value, jax.core.Tracer)
+
+
+def _numeric_array(owner: str, name: str, value: Any) -> np.ndarray | None:
+    """Concrete values as a float64 array; None for a tracer; TypeError else."""
+    if is_traced(value):
+        return None
+    if isinstance(value, bool) or isinstance(value, np.bool_):
+        raise TypeError(f"{_where(owner, name)} must be a number, got {value!r}.")
+    if isinstance(value, numbers.Real):
+        return np.asarray(float(value))
+    if isinstance(value, (np.ndarray, np.generic, jax.Array)):
+        dtype = np.asarray(value).dtype if not isinstance(value, jax.Array) else value.dtype
+        if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)
+                or dtype == jax.numpy.bfloat16):
+            raise TypeError(
+                f"{_where(owner, name)} must be a number, got an array of dtype {dtype}.")
+        return np.asarray(value, dtype=np.float64)
+    raise TypeError(
+        f"{_where(owner, name)} must be a number, got {type(value).__name__} {value!r}.")
+
+
+def number(owner: str, name: str, value: Any, *, lo: float | None = None,
+           hi: float | None = None, lo_open: bool = False,
+           hi_open: bool = False) -> None:
+    """Check a real number (or every element of an array) lies in a range.
+
+    NaN is always rejected; infinities only where the range excludes them.
+    """
+    arr = _numeric_array(owner, name, value)
+    if arr is None:
+        return
+    where = _where(owner, name)
+    if np.isnan(arr).any():
+        raise ValueError(f"{where} must not be NaN, got {_show(value)}.")
+    if lo is not None:
+        bad = arr <= lo if lo_open else arr < lo
+        if bad.any():
+            op = ">" if lo_open else ">="
+            raise ValueError(f"{where} must be {op} {lo:g}, got {_show(value)}.")
+    if hi is not None:
+        bad = arr >= hi if hi_open else arr > hi
+        if bad.any():
+            op = "<" if hi_open else "<="
+            raise ValueError(f"{where} must be {op} {hi:g}, got {_show(value)}.")
+    if lo is None or hi is None:
+        if np.isinf(arr).any():
+            raise ValueError(f"{where} must be finite, got {_show(value)}.")
+
+
+def integer(owner: str, name: str, value: Any, *, lo: int = 0) -> None:
+    """Check an integer count (a Python or NumPy int, or an integer array) >= lo."""
+    if is_traced(value):
+        return
+    where = _where(owner, name)
+    is_int = (isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))) or (
+        isinstance(value, (np.ndarray, jax.Array)) and np.issubdtype(value.dtype, np.integer))
+    if not is_int:
+        raise TypeError(f"{where} must be an integer, got {type(value).__name__} {value!r}.")
+    if (np.asarray(value) < lo).any():
+        raise ValueError(f"{where} must be >= {lo}, got {_show(value)}.")
+
+
+def choice(owner: str, name: str, value: Any, choices: Iterable[str]) -> None:
+    """Check a string flag is one of `choices`."""
+    choices = tuple(choices)
+    if value not in choices:
+        listed = ", ".join(repr(c) for c in choices)
+        raise ValueError(f"{_where(owner, name)} must be one of {listed}, got {value!r}.")
+
+
+def boolean(owner: str, name: str, value: Any) -> None:
+    """Check a structural flag is a Python bool."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{_where(owner, name)} must be a bool, got {value!r}.")
+
+
+def callable_(owner: str, name: str, value: Any) -> None:
+    """Check a schedule-like argument is callable."""
+    if not callable(value):
+        raise TypeError(
+            f"{_where(owner, name)} must be a schedule (a callable of the step), "
+            f"got {type(value).__name__} {value!r}.")
+
+
+def sequence(owner: str, name: str, value: Any) -> tuple:
+    """Return a list/tuple/1-D array argument as a tuple, TypeError otherwise."""
+    if isinstance(value, (list, tuple)):
+        return tuple(value)
+    if isinstance(value, (np.ndarray, jax.Array)) and np.ndim(value) == 1:
+        return tuple(np.asarray(value).tolist())
+    raise TypeError(f"{_where(owner, name)} must be a list or tuple, got {value!r}.")
+
+
+def increasing(owner: str, name: str, values: tuple, *, lo: float = 0) -> None:
+    """Check concrete boundaries are numbers >= lo, strictly increasing."""
+    for v in values:
+        _numeric_array(owner, name, v)
+    if any(is_traced(v) for v in values):
+        return
+    arr = np.asarray(values, dtype=np.float64)
+    where = _where(owner, name)
+    if np.isnan(arr).any() or np.isinf(arr).any():
+        raise ValueError(f"{where} must be finite, got {list(values)!r}.")
+    if (arr < lo).any():
+        raise ValueError(f"{where} must be >= {lo:g}, got {list(values)!r}.")
+    if (np.diff(arr) <= 0).any():
+        raise ValueError(f"{where} must be strictly increasing (sorted, no duplicates), "
+                         f"got {list(values)!r}.")
+
+
+def custom(owner: str, name: str, value: Any, condition: Callable[[Any], bool],
+           requirement: str) -> None:
+    """Check a concrete value against a condition described by `requirement`."""
+    if is_traced(value):
+        return
+    if not condition(value):
+        raise ValueError(f"{_where(owner, name)} must {requirement}, got {_show(value)}.")
+
+
+def finite_float(value: Any) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False

@@ -1,0 +1,178 @@
+"""PyTorch's one-cycle and cyclic schedules.
+
+Step convention: `s(t)` is the learning rate of the optimizer step that
+follows `t` calls of PyTorch's `scheduler.step()`, so `s(0)` is the initial
+rate.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax.numpy as jnp
+
+from jaxsched import _checks
+from jaxsched._schedule import (Schedule, as_count, as_float, float_dtype, schedule_class,
+                                split_period, static)
+
+
+def _anneal(start, end, pct, strategy: str):
+    if strategy == "cos":
+        return end + (start - end) * (jnp.cos(jnp.pi * pct) + 1) / 2
+    return start + (end - start) * pct
+
+
+@schedule_class("one_cycle")
+class OneCycle(Schedule):
+    """The 1cycle policy (Smith & Topin, 2018), as PyTorch's `OneCycleLR`.
+
+    initial = max_lr / div_factor;  minimum = initial / final_div_factor
+    two phases end at steps  pct_start * N - 1 (initial -> max_lr)  and  N - 1 (max_lr -> minimum)
+    three_phase ends at      pct_start * N - 1 (initial -> max_lr),
+                             2 * pct_start * N - 2 (max_lr -> initial),  N - 1 (initial -> minimum)
+    in the first phase whose end >= t:  pct = (t - start) / (end - start)
+    cos:    value = b + (a - b) * (1 + cos(pi * pct)) / 2;   linear: a + (b - a) * pct
+
+    Differences from PyTorch: steps past `total_steps - 1` hold the final
+    value (PyTorch raises), and a zero-length phase counts as done (PyTorch
+    divides by zero). Momentum cycling is not part of a learning-rate schedule.
+
+    Args:
+      max_lr: peak learning rate, >= 0.
+      total_steps: number of steps in the cycle, >= 1.
+      pct_start: fraction of the cycle spent increasing, in (0, 1).
+      anneal_strategy: "cos" or "linear".
+      div_factor: initial = max_lr / div_factor, > 0.
+      final_div_factor: minimum = initial / final_div_factor, > 0.
+      three_phase: use the three-phase variant (needs pct_start <= (N + 1) / (2N)).
+
+    Example:
+        >>> import jaxsched as js
+        >>> s = js.one_cycle(0.1, 100)
+        >>> [round(float(s(t)), 5) for t in (0, 29, 99)]
+        [0.004, 0.1, 0.0]
+    """
+
+    max_lr: Any
+    total_steps: Any
+    pct_start: Any = 0.3
+    anneal_strategy: str = static("cos")
+    div_factor: Any = 25.0
+    final_div_factor: Any = 1e4
+    three_phase: bool = static(False)
+
+    def __post_init__(self):
+        n = self.name
+        _checks.number(n, "max_lr", self.max_lr, lo=0)
+        _checks.integer(n, "total_steps", self.total_steps, lo=1)
+        _checks.number(n, "pct_start", self.pct_start, lo=0, hi=1, lo_open=True, hi_open=True)
+        _checks.choice(n, "anneal_strategy", self.anneal_strategy, ("cos", "linear"))
+        _checks.number(n, "div_factor", self.div_factor, lo=0, lo_open=True)
+        _checks.number(n, "final_div_factor", self.final_div_factor, lo=0, lo_open=True)
+        _checks.boolean(n, "three_phase", self.three_phase)
+        if self.three_phase and not (_checks.is_traced(self.pct_start)
+                                     or _checks.is_traced(self.total_steps)):
+            total = float(self.total_steps)
+            _checks.custom(n, "pct_start", self.pct_start,
+                           lambda p: 2 * float(p) * total - 2 <= total - 1,
+                           f"be <= (total_steps + 1) / (2 * total_steps) with three_phase")
+
+    def _at(self, t):
+        fdt = float_dtype()
+        total = as_float(self.total_steps)
+        tf = jnp.minimum(t, as_count(self.total_steps) - 1).astype(fdt)
+        peak = as_float(self.max_lr)
+        initial = peak / as_float(self.div_factor)
+        minimum = initial / as_float(self.final_div_factor)
+        up_end = as_float(self.pct_start) * total - 1
+        if self.three_phase:
+            ends = [up_end, 2 * as_float(self.pct_start) * total - 2, total - 1]
+            levels = [initial, peak, initial, minimum]
+        else:
+            ends = [up_end, total - 1]
+            levels = [initial, peak, minimum]
+        result = jnp.zeros_like(tf)
+        done = jnp.zeros(tf.shape, bool)
+        start = jnp.asarray(0, fdt)
+        for k, end in enumerate(ends):
+            last = k == len(ends) - 1
+            here = ~done & ((tf <= end) | last)
+            length = end - start
+            pct = jnp.where(length > 0, (tf - start) / jnp.where(length > 0, length, 1), 1)
+            value = _anneal(levels[k], levels[k + 1], jnp.clip(pct, 0, 1), self.anneal_strategy)
+            result = jnp.where(here, value, result)
+            done = done | here
+            start = end
+        return result
+
+
+@schedule_class("cyclic")
+class Cyclic(Schedule):
+    """Cyclical learning rates (Smith, 2017), as PyTorch's `CyclicLR`.
+
+    total = step_size_up + step_size_down;  cycle = floor(1 + t / total)
+    w = t - (cycle - 1) * total            (exact in integers)
+    s = w / step_size_up  if w <= step_size_up  else  (total - w) / step_size_down
+    value = base_lr + (max_lr - base_lr) * s * scale
+    scale = 1 (triangular), 1 / 2 ** (cycle - 1) (triangular2), gamma ** t (exp_range)
+
+    PyTorch computes `x = 1 + t / total - cycle` in floats, which loses the
+    position in the cycle at large steps; this is exact for integer steps and
+    step sizes.
+
+    Args:
+      base_lr: lower bound, >= 0.
+      max_lr: upper bound, >= 0.
+      step_size_up: steps from base to max, > 0.
+      step_size_down: steps from max back to base (default `step_size_up`), > 0.
+      mode: "triangular", "triangular2" or "exp_range".
+      gamma: decay per step in exp_range mode, in (0, 1].
+
+    Example:
+        >>> import jaxsched as js
+        >>> s = js.cyclic(0.1, 1.0, 10)
+        >>> [round(float(s(t)), 4) for t in (0, 5, 10, 20)]
+        [0.1, 0.55, 1.0, 0.1]
+    """
+
+    base_lr: Any
+    max_lr: Any
+    step_size_up: Any
+    step_size_down: Any = None
+    mode: str = static("triangular")
+    gamma: Any = 1.0
+
+    def __post_init__(self):
+        n = self.name
+        _checks.number(n, "base_lr", self.base_lr, lo=0)
+        _checks.number(n, "max_lr", self.max_lr, lo=0)
+        _checks.number(n, "step_size_up", self.step_size_up, lo=0, lo_open=True)
+        _checks.custom(n, "step_size_up", self.step_size_up, _checks.finite_float, "be finite")
+        if self.step_size_down is not None:
+            _checks.number(n, "step_size_down", self.step_size_down, lo=0, lo_open=True)
+            _checks.custom(n, "step_size_down", self.step_size_down, _checks.finite_float,
+                           "be finite")
+        _checks.choice(n, "mode", self.mode, ("triangular", "triangular2", "exp_range"))
+        _checks.number(n, "gamma", self.gamma, lo=0, hi=1, lo_open=True)
+
+    def _at(self, t):
+        fdt = float_dtype()
+        up = as_count(self.step_size_up)
+        down = up if self.step_size_down is None else as_count(self.step_size_down)
+        total = up + down
+        k, w = split_period(t, total)
+        rising = w <= up
+        s = jnp.where(rising, w.astype(fdt) / up.astype(fdt),
+                      (total - w).astype(fdt) / down.astype(fdt))
+        if self.mode == "triangular":
+            scale = 1.0
+        elif self.mode == "triangular2":
+            scale = jnp.exp2(-k.astype(fdt))
+        else:
+            scale = jnp.power(as_float(self.gamma), t.astype(fdt))
+        base = as_float(self.base_lr)
+        return base + (as_float(self.max_lr) - base) * s * scale
+
+
+one_cycle = OneCycle
+cyclic = Cyclic

@@ -1,0 +1,336 @@
+"""The schedule base class: a frozen dataclass that is a pytree.
+
+A schedule is an immutable object `s` with `s(step) -> learning rate`. Its
+numeric hyperparameters are pytree leaves and its structural flags
+(`staircase`, `cycle`, modes) are static, so a schedule can be passed into
+`jax.jit` as an argument (schedules of the same kind with other values reuse
+the compiled program), swept with `jax.vmap`, printed, pickled, compared, and
+saved as a JSON-able config.
+
+Subclasses are declared with :func:`schedule_class`; their `__post_init__`
+validates concrete values and lets tracers pass. Rebuilding a schedule from
+its leaves (what `jit` and `vmap` do) bypasses `__init__`, so tracers never
+reach a check.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxsched import _checks
+
+Array = jax.Array
+
+_REGISTRY: dict[str, type["Schedule"]] = {}
+_INT32_MAX = 2**31 - 1
+
+
+def static(default: Any = dataclasses.MISSING) -> Any:
+    """A dataclass field that is part of the pytree structure, not a leaf."""
+    return dataclasses.field(default=default, metadata={"static": True})
+
+
+def float_dtype() -> jnp.dtype:
+    """float64 when `jax_enable_x64` is on, float32 otherwise."""
+    return jnp.dtype(jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)
+
+
+def int_dtype() -> jnp.dtype:
+    return jnp.dtype(jnp.int64 if jax.config.jax_enable_x64 else jnp.int32)
+
+
+def as_float(x: Any) -> Array:
+    """A hyperparameter as an array of the schedule float dtype."""
+    return jnp.asarray(x, dtype=float_dtype())
+
+
+def is_integer(x: Any) -> bool:
+    """Whether a value (step or hyperparameter) has an integer dtype."""
+    if isinstance(x, bool):
+        return False
+    if isinstance(x, int):
+        return True
+    dtype = getattr(x, "dtype", None)
+    return dtype is not None and jnp.issubdtype(dtype, jnp.integer)
+
+
+def as_count(x: Any) -> Array:
+    """An integer-valued hyperparameter (a step count) in its exact dtype.
+
+    Python and array ints become the default integer dtype so they can be
+    compared with integer steps exactly; floats become the float dtype.
+    """
+    if is_integer(x):
+        if isinstance(x, int) and not jax.config.jax_enable_x64 and x > _INT32_MAX:
+            return as_float(x)
+        return jnp.asarray(x, dtype=int_dtype())
+    return as_float(x)
+
+
+def as_step(step: Any) -> Array:
+    """Normalise a step: integers stay exact integers, floats use the float dtype.
+
+    Negative steps count as step 0. A Python int or int64 array beyond int32
+    without x64 becomes a float (rounded to float32), never a wrapped int.
+    """
+    if isinstance(step, bool) or (hasattr(step, "dtype") and step.dtype == bool):
+        raise TypeError(f"A schedule's step must be a number, got {step!r}.")
+    if not isinstance(step, (jax.Array, jax.core.Tracer)):
+        arr = np.asarray(step)
+        if arr.dtype.kind in "iu" and not jax.config.jax_enable_x64:
+            if arr.size and (arr.max() > _INT32_MAX or arr.min() < -_INT32_MAX):
+                arr = arr.astype(np.float64)
+        elif arr.dtype.kind not in "iuf" and arr.dtype != jnp.bfloat16:
+            raise TypeError(f"A schedule's step must be a number, got {step!r}.")
+        step = arr
+    step = jnp.asarray(step)
+    if jnp.issubdtype(step.dtype, jnp.integer):
+        idt = int_dtype()
+        if jnp.issubdtype(step.dtype, jnp.unsignedinteger):
+            step = jnp.minimum(step, jnp.iinfo(idt).max)
+        return jnp.maximum(step.astype(idt), 0)
+    return jnp.maximum(step.astype(float_dtype()), 0)
+
+
+def split_period(t: Array, period: Any) -> tuple[Array, Array]:
+    """Return `(k, r)` with `t = k * period + r`, `0 <= r < period`.
+
+    Exact integer arithmetic when both `t` and `period` are integers, so a
+    periodic schedule stays exact at step 2**31 - 1 in float32; float floor
+    division otherwise. `k` and `r` share the dtype of the arithmetic.
+    """
+    if is_integer(t) and is_integer(period):
+        p = as_count(period)
+        if jnp.issubdtype(p.dtype, jnp.integer):
+            p = jnp.maximum(p, 1)
+            k = t // p
+            return k, t - k * p
+    tf = t.astype(float_dtype())
+    p = as_float(period)
+    k = jnp.floor(tf / p)
+    return k, tf - k * p
+
+
+def ratio(num: Array, den: Any) -> Array:
+    """`num / den` in the float dtype (after any exact integer subtraction)."""
+    return num.astype(float_dtype()) / as_float(den)
+
+
+def _key_config(key: Array) -> dict:
+    return {"prng_key": np.asarray(jax.random.key_data(key)).tolist(),
+            "impl": str(jax.random.key_impl(key))}
+
+
+def _to_config_value(v: Any) -> Any:
+    if isinstance(v, Schedule):
+        return v.to_config()
+    if isinstance(v, (list, tuple)):
+        return [_to_config_value(x) for x in v]
+    if isinstance(v, (jax.Array, np.ndarray, np.generic)):
+        if jnp.issubdtype(getattr(v, "dtype", None), jax.dtypes.prng_key):
+            return _key_config(v)
+        return np.asarray(v).tolist()
+    return v
+
+
+def _from_config_value(v: Any) -> Any:
+    if isinstance(v, dict) and "schedule" in v:
+        return schedule_from_config(v)
+    if isinstance(v, dict) and "prng_key" in v:
+        data = jnp.asarray(v["prng_key"], dtype=jnp.uint32)
+        return jax.random.wrap_key_data(data, impl=v.get("impl"))
+    if isinstance(v, list):
+        return tuple(_from_config_value(x) for x in v)
+    return v
+
+
+def _leaf_equal(a: Any, b: Any) -> bool:
+    if isinstance(a, (jax.core.Tracer,)) or isinstance(b, (jax.core.Tracer,)):
+        return a is b
+    if isinstance(a, Schedule) or isinstance(b, Schedule):
+        return a == b
+    if isinstance(a, (tuple, list)) or isinstance(b, (tuple, list)):
+        return (isinstance(a, (tuple, list)) and isinstance(b, (tuple, list))
+                and len(a) == len(b) and all(_leaf_equal(x, y) for x, y in zip(a, b)))
+    if callable(a) or callable(b):
+        return a is b or a == b
+    if hasattr(a, "dtype") and jnp.issubdtype(a.dtype, jax.dtypes.prng_key):
+        a = jax.random.key_data(a)
+    if hasattr(b, "dtype") and jnp.issubdtype(b.dtype, jax.dtypes.prng_key):
+        b = jax.random.key_data(b)
+    return bool(np.array_equal(np.asarray(a), np.asarray(b)))
+
+
+def _leaf_hash(v: Any) -> int:
+    if isinstance(v, (tuple, list)):
+        return hash(tuple(_leaf_hash(x) for x in v))
+    if isinstance(v, (Schedule, int, float, str)) or v is None:
+        return hash(v)
+    if isinstance(v, jax.core.Tracer) or callable(v):
+        return id(v)
+    if hasattr(v, "dtype") and jnp.issubdtype(v.dtype, jax.dtypes.prng_key):
+        v = jax.random.key_data(v)
+    arr = np.asarray(v)
+    return hash(arr.item()) if arr.ndim == 0 else hash(arr.tobytes())
+
+
+def _show(v: Any) -> str:
+    if isinstance(v, jax.core.Tracer):
+        return f"<traced {v.dtype}{list(v.shape)}>"
+    if isinstance(v, (jax.Array, np.ndarray)):
+        if jnp.issubdtype(v.dtype, jax.dtypes.prng_key):
+            return f"key({np.asarray(jax.random.key_data(v)).tolist()})"
+        arr = np.asarray(v)
+        return repr(arr.item()) if arr.ndim == 0 else repr(arr.tolist())
+    if isinstance(v, tuple):
+        return "(" + ", ".join(_show(x) for x in v) + ("," if len(v) == 1 else "") + ")"
+    return repr(v)
+
+
+class Schedule:
+    """Base class of every jaxsched schedule: `s(step) -> learning rate`.
+
+    Subclasses are frozen dataclasses registered as pytrees by
+    :func:`schedule_class`. Call the public constructors (`cosine_decay`, ...)
+    rather than the classes.
+    """
+
+    name: ClassVar[str] = "schedule"
+    _static_fields: ClassVar[tuple[str, ...]] = ()
+    _leaf_fields: ClassVar[tuple[str, ...]] = ()
+
+    def __call__(self, step: Any) -> Array:
+        return self._at(as_step(step)).astype(float_dtype())
+
+    def _at(self, t: Array) -> Array:
+        """The schedule at a normalised, non-negative step `t` (see `as_step`)."""
+        raise NotImplementedError
+
+    def _fields(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={_show(v)}" for k, v in self._fields().items())
+        return f"{self.name}({args})"
+
+    def __eq__(self, other: Any) -> bool:
+        if type(self) is not type(other):
+            return NotImplemented
+        return all(_leaf_equal(a, b) for a, b in
+                   zip(self._fields().values(), other._fields().values()))
+
+    def __hash__(self) -> int:
+        return hash((type(self), tuple(_leaf_hash(v) for v in self._fields().values())))
+
+    def to_config(self) -> dict[str, Any]:
+        """A JSON-able dict that `schedule_from_config` turns back into `self`."""
+        config: dict[str, Any] = {"schedule": self.name}
+        for k, v in self._fields().items():
+            if isinstance(v, jax.core.Tracer):
+                raise TypeError(f"{self.name}: cannot save a traced `{k}` in a config.")
+            config[k] = _to_config_value(v)
+        return config
+
+    def __reduce__(self):
+        return (_rebuild, (type(self), self._fields()))
+
+
+def _rebuild(cls: type, fields: dict[str, Any]) -> Schedule:
+    obj = object.__new__(cls)
+    for k, v in fields.items():
+        object.__setattr__(obj, k, v)
+    return obj
+
+
+def schedule_from_config(config: dict[str, Any]) -> Schedule:
+    """Rebuild a schedule from `Schedule.to_config()` output.
+
+    Example:
+        >>> import jaxsched as js
+        >>> s = js.cosine_decay(0.1, 1000, alpha=0.01)
+        >>> js.schedule_from_config(s.to_config()) == s
+        True
+    """
+    if not isinstance(config, dict) or "schedule" not in config:
+        raise ValueError(f"`schedule_from_config(config=...)` must be a dict with a "
+                         f"'schedule' key, got {config!r}.")
+    name = config["schedule"]
+    if name not in _REGISTRY:
+        raise ValueError(f"`schedule_from_config(config=...)` names an unknown schedule "
+                         f"{name!r}; known: {', '.join(sorted(_REGISTRY))}.")
+    kwargs = {k: _from_config_value(v) for k, v in config.items() if k != "schedule"}
+    return _REGISTRY[name](**kwargs)
+
+
+def registry() -> dict[str, type[Schedule]]:
+    """Every public schedule class by its public name."""
+    return dict(_REGISTRY)
+
+
+def schedule_class(name: str) -> Callable[[type], type]:
+    """Declare a schedule: make `cls` a frozen dataclass and a pytree.
+
+    Fields declared with `static()` are structure; all others are children
+    (numbers, arrays, nested schedules or tuples of them).
+    """
+
+    def wrap(cls: type) -> type:
+        cls = dataclasses.dataclass(frozen=True, eq=False, repr=False)(cls)
+        cls.name = name
+        fields = dataclasses.fields(cls)
+        cls._static_fields = tuple(f.name for f in fields if f.metadata.get("static"))
+        cls._leaf_fields = tuple(f.name for f in fields if not f.metadata.get("static"))
+
+        def flatten_with_keys(s):
+            children = tuple((jax.tree_util.GetAttrKey(k), getattr(s, k))
+                             for k in cls._leaf_fields)
+            return children, tuple(getattr(s, k) for k in cls._static_fields)
+
+        def unflatten(aux, children):
+            obj = object.__new__(cls)
+            for k, v in zip(cls._leaf_fields, children):
+                object.__setattr__(obj, k, v)
+            for k, v in zip(cls._static_fields, aux):
+                object.__setattr__(obj, k, v)
+            return obj
+
+        jax.tree_util.register_pytree_with_keys(cls, flatten_with_keys, unflatten)
+        _REGISTRY[name] = cls
+        return cls
+
+    return wrap
+
+
+@schedule_class("function")
+class FunctionSchedule(Schedule):
+    """Wraps any callable of the step (an optax schedule, a lambda) as a Schedule.
+
+    The function is static: it is part of the structure, not a leaf. It cannot
+    be saved in a config.
+    """
+
+    fn: Callable[[Any], Any] = static()
+
+    def _at(self, t: Array) -> Array:
+        return jnp.asarray(self.fn(t), dtype=float_dtype())
+
+    def __repr__(self) -> str:
+        return repr(self.fn)
+
+    def to_config(self) -> dict[str, Any]:
+        raise TypeError(f"Cannot save the function {self.fn!r} in a config; use a "
+                        f"jaxsched schedule instead.")
+
+
+def as_schedule(owner: str, name: str, value: Any) -> Schedule:
+    """A schedule argument as a Schedule (wrapping a foreign callable)."""
+    if isinstance(value, Schedule):
+        return value
+    _checks.callable_(owner, name, value)
+    return FunctionSchedule(value)
+
