@@ -9,7 +9,16 @@ from jaxsched._cyclical import cyclic, one_cycle
 from jaxsched._decays import (cosine_decay, cosine_decay_restarts, exponential_decay,
                               inverse_time_decay, linear_cosine_decay, natural_exp_decay,
                               noisy_linear_cosine_decay, polynomial_decay)
+from jaxsched._hyper import hyperparams
+from jaxsched._optimizers import adagrad, adam, adamw, momentum, rmsprop, sgd
 from jaxsched._schedule import Schedule, schedule_from_config
+from jaxsched._transforms import (AddDecayedWeightsState, ClipByGlobalNormState, ClipByNormState,
+                                  ClipState, EmaState, ScaleByAdagradState, ScaleByAdamState,
+                                  ScaleByLearningRateState, ScaleByRmsState, ScaleByScheduleState,
+                                  ScaleState, TraceState, add_decayed_weights, chain, clip,
+                                  clip_by_global_norm, clip_by_norm, ema, global_norm, scale,
+                                  scale_by_adagrad, scale_by_adam, scale_by_learning_rate,
+                                  scale_by_rms, scale_by_schedule, trace)
 from jaxsched._warmup import inverse_sqrt, warmup, warmup_stable_decay
 
 __version__ = "0.1.0"
