@@ -4,14 +4,20 @@ Every schedule is a pure, jittable pytree function of the step; every
 transformation is an `optax.GradientTransformation`.
 """
 
+from jaxsched._checkpoint import restore_state
 from jaxsched._combine import constant, join, piecewise_constant
 from jaxsched._cyclical import cyclic, one_cycle
 from jaxsched._decays import (cosine_decay, cosine_decay_restarts, exponential_decay,
                               inverse_time_decay, linear_cosine_decay, natural_exp_decay,
                               noisy_linear_cosine_decay, polynomial_decay)
+from jaxsched._fuse import FuseState, fuse
 from jaxsched._hyper import hyperparams
+from jaxsched._lr_finder import LRFinderResult, lr_finder, plot_lr_finder
 from jaxsched._optimizers import adagrad, adam, adamw, momentum, rmsprop, sgd
+from jaxsched._plateau import ReduceOnPlateauState, reduce_on_plateau
+from jaxsched._plot import Table, plot, table
 from jaxsched._schedule import Schedule, schedule_from_config
+from jaxsched._skip import SkipNonfiniteState, skip_nonfinite
 from jaxsched._transforms import (AddDecayedWeightsState, ClipByGlobalNormState, ClipByNormState,
                                   ClipState, EmaState, ScaleByAdagradState, ScaleByAdamState,
                                   ScaleByLearningRateState, ScaleByRmsState, ScaleByScheduleState,

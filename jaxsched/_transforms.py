@@ -30,15 +30,16 @@ def _f(x: Array) -> Array:
     return x.astype(float_dtype())
 
 
-def _describe_difference(a: PyTree, b: PyTree) -> str:
+def describe_difference(a: PyTree, b: PyTree, a_name: str = "the updates",
+                         b_name: str = "the state") -> str:
     paths_a = {jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(a)[0]}
     paths_b = {jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(b)[0]}
     only_a, only_b = sorted(paths_a - paths_b), sorted(paths_b - paths_a)
     parts = []
     if only_a:
-        parts.append(f"only in the updates: {', '.join(only_a[:5])}")
+        parts.append(f"only in {a_name}: {', '.join(only_a[:5])}")
     if only_b:
-        parts.append(f"only in the state: {', '.join(only_b[:5])}")
+        parts.append(f"only in {b_name}: {', '.join(only_b[:5])}")
     if not parts:
         parts.append(f"structures differ: {jax.tree.structure(a)} vs {jax.tree.structure(b)}")
     return "; ".join(parts)
@@ -47,12 +48,29 @@ def _describe_difference(a: PyTree, b: PyTree) -> str:
 def check_same_tree(owner: str, updates: PyTree, reference: PyTree, what: str = "init") -> None:
     """Raise a ValueError naming the difference if two trees differ in structure."""
     if jax.tree.structure(updates) != jax.tree.structure(reference):
-        raise ValueError(f"`{owner}`: the tree passed to update does not match the one "
-                         f"given to {what} ({_describe_difference(updates, reference)}).")
+        if what == "init":
+            head, ref_name = "the tree passed to update does not match the one given to init", \
+                "the state"
+        else:
+            head, ref_name = f"the updates do not match {what}", what
+        raise ValueError(f"`{owner}`: {head} "
+                         f"({describe_difference(updates, reference, b_name=ref_name)}).")
+
+
+def _with_spec(tx: optax.GradientTransformation, **spec: Any) -> optax.GradientTransformation:
+    """Describe `tx` for `fuse` (which needs to see chains, masks and per-array steps)."""
+    init = tx.init
+
+    def described_init(params):
+        return init(params)
+
+    described_init.jaxsched_spec = spec
+    return tx._replace(init=described_init)
 
 
 def _zeros(params: PyTree, dtype: Any = None) -> PyTree:
-    return jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), dtype or jnp.result_type(p)), params)
+    # zeros_like keeps each parameter's sharding, so the state follows the params.
+    return jax.tree.map(lambda p: jnp.zeros_like(p, dtype=dtype or jnp.result_type(p)), params)
 
 
 def _cast_like(x: Array, like: Array) -> Array:
@@ -146,7 +164,8 @@ def clip_by_norm(max_norm: Hyper) -> optax.GradientTransformation:
 
         return jax.tree.map(one, updates), {}
 
-    return _stateless("clip_by_norm", ClipByNormState, {"max_norm": max_norm}, apply)
+    return _with_spec(_stateless("clip_by_norm", ClipByNormState, {"max_norm": max_norm}, apply),
+                      kind="per_leaf", name="clip_by_norm")
 
 
 class ClipByGlobalNormState(NamedTuple):
@@ -403,8 +422,7 @@ def scale_by_rms(decay: Hyper = 0.9, eps: Hyper = 1e-8, initial_scale: float = 0
 
     def init(params):
         count = _hyper.zero_count()
-        nu = jax.tree.map(lambda p: jnp.full(jnp.shape(p), initial_scale, jnp.result_type(p)),
-                          params)
+        nu = jax.tree.map(lambda p: jnp.full_like(p, initial_scale, jnp.result_type(p)), params)
         mu = _zeros(params) if centered else ()
         return ScaleByRmsState(count=count, nu=nu, mu=mu,
                                hyperparams=_hyper.resolve_all(hypers, count))
@@ -460,8 +478,8 @@ def scale_by_adagrad(initial_accumulator_value: float = 0.1,
 
     def init(params):
         count = _hyper.zero_count()
-        s = jax.tree.map(lambda p: jnp.full(jnp.shape(p), initial_accumulator_value,
-                                            jnp.result_type(p)), params)
+        s = jax.tree.map(lambda p: jnp.full_like(p, initial_accumulator_value,
+                                                 jnp.result_type(p)), params)
         return ScaleByAdagradState(count=count, sum_of_squares=s,
                                    hyperparams=_hyper.resolve_all(hypers, count))
 
@@ -595,7 +613,7 @@ def _resolve_mask(owner: str, mask: MaskOrFn, params: PyTree) -> PyTree:
     tree = mask(params) if callable(mask) else mask
     if jax.tree.structure(tree) != jax.tree.structure(params):
         raise ValueError(f"`{owner}(mask=...)` must have the structure of the parameters "
-                         f"({_describe_difference(tree, params)}).")
+                         f"({describe_difference(tree, params, 'the mask', 'the parameters')}).")
     for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
         if not isinstance(leaf, (bool, jnp.bool_)) and not (
                 hasattr(leaf, "dtype") and leaf.dtype == jnp.bool_):
@@ -655,7 +673,8 @@ def add_decayed_weights(weight_decay: Hyper = 0.0,
                              _resolve_mask(owner, mask, params))
         return u, AddDecayedWeightsState(count=_hyper.next_count(state.count), hyperparams=hp)
 
-    return optax.GradientTransformation(init, update)
+    return _with_spec(optax.GradientTransformation(init, update), kind="add_decayed_weights",
+                      mask=mask, rebuild=lambda m: add_decayed_weights(weight_decay, m))
 
 
 # ---------------------------------------------------------------- chain
@@ -676,4 +695,4 @@ def chain(*transforms: optax.GradientTransformation) -> optax.GradientTransforma
         if not isinstance(t, optax.GradientTransformation):
             raise TypeError(f"`chain(transforms[{i}]=...)` must be an optax "
                             f"GradientTransformation, got {type(t).__name__} {t!r}.")
-    return optax.chain(*transforms)
+    return _with_spec(optax.chain(*transforms), kind="chain", members=transforms)

@@ -1,0 +1,247 @@
+"""Time one optimizer update at many model shapes: jaxsched against optax.
+
+The update is `clip_by_global_norm(1.0)` then `adamw(cosine schedule)`, applied
+to the parameters, for trees of 1 to 5,000 arrays holding 1M or 10M float32
+parameters. Three optimizers run side by side, alternating repetitions so
+machine noise hits all of them:
+
+- `optax`:        optax.chain(optax.clip_by_global_norm, optax.adamw)
+- `jaxsched`:     js.chain(js.clip_by_global_norm, js.adamw)        (per array)
+- `jaxsched_fused`: js.fuse(the same chain)                           (bucketed flat state)
+
+Two times are reported for each:
+- per call: one jitted call of the update, as a training loop makes it; this
+  includes JAX's per-buffer cost of passing every array in and out;
+- in program: the update repeated inside one compiled `lax.fori_loop`, which is
+  what XLA itself spends.
+
+Achieved bandwidth counts 8 float32 accesses per parameter (read the gradient
+for the norm and again for the moments, read and write parameters and both
+moments) against a measured copy bandwidth of the same machine (the floor).
+
+Usage:
+    python benchmarks/update.py                      # the full table (several minutes)
+    python benchmarks/update.py --quick              # a small table for tests
+    python benchmarks/update.py --arrays 1,100 --params 1000000 --out results/update
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import jaxsched as js
+
+BYTES_PER_PARAM = 8 * 4
+
+
+def make_tree(num_arrays: int, num_params: int) -> dict:
+    """`num_arrays` float32 vectors holding `num_params` in all (sizes differ a little)."""
+    base, extra = divmod(num_params, num_arrays)
+    return {f"w{i:05d}": jnp.full((base + (1 if i < extra else 0),), 0.1, jnp.float32)
+            for i in range(num_arrays)}
+
+
+def optimizers(decay_steps: int = 10_000) -> dict:
+    lr_js = js.cosine_decay(1e-3, decay_steps)
+    lr_optax = optax.cosine_decay_schedule(1e-3, decay_steps)
+    return {
+        "optax": optax.chain(optax.clip_by_global_norm(1.0),
+                             optax.adamw(lr_optax, weight_decay=1e-4)),
+        "jaxsched": js.chain(js.clip_by_global_norm(1.0), js.adamw(lr_js, weight_decay=1e-4)),
+        "jaxsched_fused": js.fuse(js.chain(js.clip_by_global_norm(1.0),
+                                           js.adamw(lr_js, weight_decay=1e-4))),
+    }
+
+
+def step_fn(tx):
+    def step(params, state, grads):
+        updates, state = tx.update(grads, state, params)
+        return optax.apply_updates(params, updates), state
+    return step
+
+
+def loop_fn(tx, repeats: int):
+    step = step_fn(tx)
+
+    def run(params, state, grads):
+        return jax.lax.fori_loop(0, repeats, lambda _, ps: step(*ps, grads), (params, state))
+    return run
+
+
+def copy_bandwidth(num_params: int, reps: int = 20) -> float:
+    """Bytes per second of `x * 1.0001` over a float32 buffer: one read, one write."""
+    x = jnp.ones((num_params,), jnp.float32)
+    f = jax.jit(lambda x: x * 1.0001, donate_argnums=0)
+    x = f(x)
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        x = f(x)
+        x.block_until_ready()
+        times.append(time.perf_counter() - t)
+    return 2 * 4 * num_params / float(np.median(times))
+
+
+def hlo_op_count(compiled) -> int:
+    text = compiled.as_text()
+    entry = text[text.find("ENTRY"):]
+    return sum(1 for line in entry.splitlines() if " = " in line)
+
+
+def measure_shape(num_arrays: int, num_params: int, donate: bool, reps: int, loop: int,
+                  names: list[str]) -> dict:
+    """Compile each optimizer for one shape and time it, alternating."""
+    params = make_tree(num_arrays, num_params)
+    grads = jax.tree.map(lambda p: jnp.full_like(p, 0.01), params)
+    txs = {k: v for k, v in optimizers().items() if k in names}
+    result: dict = {"arrays": num_arrays, "params": num_params, "donate": donate}
+    compiled, looped, states = {}, {}, {}
+    for name, tx in txs.items():
+        jitted = jax.jit(step_fn(tx), donate_argnums=(0, 1) if donate else ())
+        state = tx.init(params)
+        t0 = time.perf_counter()
+        lowered = jitted.lower(params, state, grads)
+        t1 = time.perf_counter()
+        compiled[name] = lowered.compile()
+        t2 = time.perf_counter()
+        looped[name] = jax.jit(loop_fn(tx, loop), donate_argnums=(0, 1)).lower(
+            params, state, grads).compile()
+        result[name] = {"lower_s": t1 - t0, "compile_s": t2 - t1,
+                        "hlo_ops": hlo_op_count(compiled[name]), "call_s": [], "program_s": []}
+        states[name] = (jax.tree.map(jnp.copy, params), tx.init(params))
+    for name in txs:  # warm up
+        p, s = states[name]
+        for _ in range(3):
+            p, s = compiled[name](p, s, grads)
+        jax.block_until_ready(p)
+        states[name] = (p, s)
+    for _ in range(reps):
+        for name in txs:
+            p, s = states[name]
+            t = time.perf_counter()
+            p, s = compiled[name](p, s, grads)
+            jax.block_until_ready((p, s))
+            result[name]["call_s"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            p, s = looped[name](p, s, grads)
+            jax.block_until_ready((p, s))
+            result[name]["program_s"].append((time.perf_counter() - t) / loop)
+            states[name] = (p, s)
+    for name in txs:
+        r = result[name]
+        r["call_median_s"] = float(np.median(r.pop("call_s")))
+        r["program_median_s"] = float(np.median(r.pop("program_s")))
+        r["call_bytes_per_s"] = BYTES_PER_PARAM * num_params / r["call_median_s"]
+        r["program_bytes_per_s"] = BYTES_PER_PARAM * num_params / r["program_median_s"]
+    return result
+
+
+def markdown(results: list[dict], floor: dict, names: list[str]) -> str:
+    lines = [
+        "| params | arrays | donated | optimizer | per call (ms) | in program (ms) | "
+        "% of floor (call / program) | vs optax (call / program) | compile (s) | HLO ops |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        base = r.get("optax")
+        for name in names:
+            if name not in r:
+                continue
+            m = r[name]
+            bw = floor[str(r["params"])]
+            ratio = (f"{m['call_median_s'] / base['call_median_s']:.2f} / "
+                     f"{m['program_median_s'] / base['program_median_s']:.2f}") if base else "-"
+            lines.append(
+                f"| {r['params']:,} | {r['arrays']:,} | {'yes' if r['donate'] else 'no'} | {name} | "
+                f"{m['call_median_s'] * 1e3:.2f} | {m['program_median_s'] * 1e3:.2f} | "
+                f"{100 * m['call_bytes_per_s'] / bw:.0f}% / {100 * m['program_bytes_per_s'] / bw:.0f}% | "
+                f"{ratio} | {m['compile_s']:.2f} | {m['hlo_ops']:,} |")
+    return "\n".join(lines)
+
+
+def parse_ints(text: str, flag: str) -> list[int]:
+    try:
+        values = [int(float(x)) for x in text.split(",") if x]
+    except ValueError:
+        raise SystemExit(f"error: {flag} must be a comma-separated list of integers, got {text!r}")
+    if not values or min(values) < 1:
+        raise SystemExit(f"error: {flag} must hold positive integers, got {text!r}")
+    return values
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--arrays", default="1,10,100,1000,5000")
+    parser.add_argument("--params", default="1000000,10000000")
+    parser.add_argument("--donate", choices=["both", "yes", "no"], default="both")
+    parser.add_argument("--reps", type=int, default=15, help="timed repetitions per optimizer")
+    parser.add_argument("--loop", type=int, default=10, help="updates per in-program timing")
+    parser.add_argument("--optax-max-arrays", type=int, default=1000,
+                        help="skip optax above this many arrays (its compile takes minutes)")
+    parser.add_argument("--max-arrays-10m", type=int, default=1000,
+                        help="largest tree measured at 10M parameters")
+    parser.add_argument("--quick", action="store_true", help="a small table for tests")
+    parser.add_argument("--out", default="results/update", help="folder for update.json/.md")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.arrays, args.params, args.donate, args.reps, args.loop = "1,20", "20000", "yes", 3, 2
+    arrays = parse_ints(args.arrays, "--arrays")
+    sizes = parse_ints(args.params, "--params")
+    if args.reps < 1 or args.loop < 1:
+        raise SystemExit("error: --reps and --loop must be >= 1")
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / ".write-test").write_text("")
+        (out / ".write-test").unlink()
+    except OSError as e:
+        raise SystemExit(f"error: --out {str(out)!r} is not writable ({e.strerror})")
+    donations = {"both": [False, True], "yes": [True], "no": [False]}[args.donate]
+    names = list(optimizers())
+    floor = {str(n): copy_bandwidth(n) for n in sizes}
+    results = []
+    try:
+        for n in sizes:
+            for a in arrays:
+                if a > n or (n >= 10_000_000 and a > args.max_arrays_10m):
+                    continue
+                run = [k for k in names if k != "optax" or a <= args.optax_max_arrays]
+                for donate in donations:
+                    r = measure_shape(a, n, donate, args.reps, args.loop, run)
+                    results.append(r)
+                    line = ", ".join(
+                        f"{k} {r[k]['call_median_s'] * 1e3:.2f}/{r[k]['program_median_s'] * 1e3:.2f} ms "
+                        f"(compile {r[k]['compile_s']:.2f} s)" for k in run)
+                    print(f"{n:>10,} params {a:>5} arrays donate={donate!s:5}: {line}", flush=True)
+    except KeyboardInterrupt:
+        print("interrupted: writing what was measured", file=sys.stderr)
+    report = {
+        "backend": jax.default_backend(),
+        "device": jax.devices()[0].device_kind,
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "versions": {"jax": jax.__version__, "optax": optax.__version__,
+                     "jaxsched": js.__version__},
+        "copy_bandwidth_bytes_per_s": floor,
+        "results": results,
+    }
+    (out / "update.json").write_text(json.dumps(report, indent=2))
+    table = markdown(results, floor, names)
+    (out / "update.md").write_text(table + "\n")
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

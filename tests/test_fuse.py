@@ -1,0 +1,199 @@
+"""`fuse`: the bucketed flat update gives the per-array numbers on any tree."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jaxsched as js
+
+
+def _tree(key=0):
+    k = jax.random.split(jax.random.PRNGKey(key), 8)
+    return {
+        "dense": {"w": jax.random.normal(k[0], (7, 5)), "b": jax.random.normal(k[1], (5,))},
+        "scalar": jax.random.normal(k[2], ()),
+        "empty": jnp.zeros((0, 3)),
+        "half": jax.random.normal(k[3], (4, 3)).astype(jnp.bfloat16),
+        "f16": jax.random.normal(k[4], (6,)).astype(jnp.float16),
+        "none": None,
+        "masked": optax.MaskedNode(),
+        "many": [jax.random.normal(jax.random.fold_in(k[5], i), (i + 1,)) for i in range(20)],
+    }
+
+
+def _grads(tree, i):
+    return jax.tree.map(
+        lambda p: jax.random.normal(jax.random.PRNGKey(100 + i), jnp.shape(p)).astype(p.dtype),
+        tree)
+
+
+def _run(tx, params, steps=25, jit=True, **extra):
+    def step(p, s, g):
+        u, s = tx.update(g, s, p, **extra)
+        return optax.apply_updates(p, u), s
+
+    step = jax.jit(step) if jit else step
+    state = tx.init(params)
+    for i in range(steps):
+        params, state = step(params, state, _grads(params, i))
+    return params, state
+
+
+def _assert_trees_close(a, b, rtol):
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        assert x.dtype == y.dtype and x.shape == y.shape
+        x64, y64 = np.asarray(x, np.float64), np.asarray(y, np.float64)
+        scale = max(1.0, float(np.max(np.abs(y64)))) if y64.size else 1.0
+        np.testing.assert_allclose(x64, y64, rtol=rtol, atol=rtol * scale)
+
+
+OPTIMIZERS = {
+    "clip+adamw(schedule)": lambda: js.chain(js.clip_by_global_norm(1.0),
+                                             js.adamw(js.warmup(js.cosine_decay(1e-2, 50), 5),
+                                                      weight_decay=1e-2)),
+    "adam": lambda: js.adam(1e-2),
+    "rmsprop centered": lambda: js.rmsprop(1e-2, centered=True),
+    "momentum nesterov": lambda: js.momentum(1e-2, 0.9, nesterov=True),
+    "adagrad": lambda: js.adagrad(1e-2),
+    "sgd": lambda: js.sgd(1e-2),
+    "adamw masked": lambda: js.adamw(1e-2, weight_decay=0.1,
+                                     mask=lambda p: jax.tree.map(lambda x: x.ndim > 1, p)),
+    "optax inside": lambda: optax.chain(optax.clip(0.5), js.adam(1e-2)),
+    "clip, ema, scale": lambda: js.chain(js.clip(0.5), js.ema(0.9), js.scale(-1e-2)),
+}
+
+
+CASES = [(name, 3) for name in sorted(OPTIMIZERS)] + [("clip+adamw(schedule)", 1),
+                                                      ("clip+adamw(schedule)", 64)]
+
+
+@pytest.mark.parametrize("name, bucket_size", CASES)
+def test_fuse_matches_per_array(name, bucket_size):
+    params = _tree()
+    plain, _ = _run(OPTIMIZERS[name](), params, steps=12)
+    fused, _ = _run(js.fuse(OPTIMIZERS[name](), bucket_size=bucket_size), params, steps=12)
+    # float32 leaves to 1e-6; the bfloat16/float16 leaves round the same way
+    # in both paths except for the rare last-bit tie, hence their looser bound.
+    low = {"half", "f16"}
+    _assert_trees_close({k: v for k, v in fused.items() if k not in low},
+                        {k: v for k, v in plain.items() if k not in low}, rtol=1e-6)
+    _assert_trees_close({k: fused[k] for k in low}, {k: plain[k] for k in low}, rtol=2e-2)
+
+
+def test_fuse_state_is_one_buffer_per_bucket_and_stable():
+    params = {f"w{i}": jnp.ones((i + 1,)) for i in range(10)}
+    tx = js.fuse(js.adam(1e-3), bucket_size=4)
+    state = tx.init(params)
+    mu = state.inner[0].mu
+    assert isinstance(mu, tuple) and [m.shape for m in mu] == [(10,), (26,), (19,)]
+    _, new_state = tx.update(params, state, params)
+    jax.lax.cond(True, lambda: state, lambda: new_state)  # same structure and dtypes
+
+
+def test_fuse_reports_hyperparams_and_eager_equals_jit():
+    params = _tree(1)
+    tx = js.fuse(js.chain(js.clip_by_global_norm(1.0), js.adamw(js.cosine_decay(1e-2, 10))))
+    p_jit, s_jit = _run(tx, params, steps=4)
+    p_eager, s_eager = _run(tx, params, steps=4, jit=False)
+    _assert_trees_close(p_jit, p_eager, rtol=1e-6)
+    hp = js.hyperparams(s_jit)
+    np.testing.assert_allclose(hp["learning_rate"], js.cosine_decay(1e-2, 10)(3), rtol=1e-6)
+    assert float(hp["global_norm"]) > 0
+
+
+def test_fuse_forwards_extra_args():
+    params = {"w": jnp.ones(3)}
+    tx = js.fuse(optax.contrib.reduce_on_plateau(patience=0) if hasattr(optax, "contrib")
+                 else js.adam(1e-3))
+    u, _ = tx.update({"w": jnp.ones(3)}, tx.init(params), params, value=jnp.asarray(1.0))
+    assert u["w"].shape == (3,)
+
+
+def test_fuse_rejects_per_array_transforms_and_bad_arguments():
+    with pytest.raises(TypeError, match=r"`fuse\(transform=...\)` cannot fuse clip_by_norm"):
+        js.fuse(js.chain(js.clip_by_norm(1.0), js.adam(1e-3)))
+    with pytest.raises(TypeError, match=r"`fuse\(transform=...\)` must be an optax"):
+        js.fuse(lambda g: g)
+    with pytest.raises(ValueError, match=r"`fuse\(bucket_size=...\)` must be >= 1, got 0"):
+        js.fuse(js.adam(1e-3), bucket_size=0)
+    with pytest.raises(TypeError, match=r"`fuse\(bucket_size=...\)` must be an integer"):
+        js.fuse(js.adam(1e-3), bucket_size=2.5)
+
+
+def test_fuse_update_with_another_tree_names_the_difference():
+    tx = js.fuse(js.adam(1e-3))
+    state = tx.init({"a": jnp.ones(2), "b": jnp.ones(2)})
+    with pytest.raises(ValueError, match=r"only in the updates: \[\"\['c'\]\"\].*only at init: "
+                                         r"\[\"\['b'\]\"\]"):
+        tx.update({"a": jnp.ones(2), "c": jnp.ones(2)}, state)
+
+
+def test_fuse_mask_structure_mismatch_names_the_path():
+    tx = js.fuse(js.adamw(1e-3, mask={"a": True}))
+    with pytest.raises(ValueError, match=r"add_decayed_weights\(mask=...\).*\['b'\]"):
+        tx.init({"a": jnp.ones(2), "b": jnp.ones(2)})
+
+
+def test_fuse_compiles_once_over_many_steps():
+    traces = []
+    params = {f"w{i}": jnp.ones((3,)) for i in range(30)}
+    tx = js.fuse(js.chain(js.clip_by_global_norm(1.0), js.adamw(js.cosine_decay(1e-3, 100))))
+
+    @jax.jit
+    def step(p, s, g):
+        traces.append(1)
+        u, s = tx.update(g, s, p)
+        return optax.apply_updates(p, u), s
+
+    state = tx.init(params)
+    for _ in range(200):
+        params, state = step(params, state, params)
+    assert len(traces) == 1
+
+
+SHARDED = textwrap.dedent("""
+    import jax, jax.numpy as jnp, numpy as np, optax, jaxsched as js
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+    assert len(jax.devices()) == 8
+    mesh = Mesh(jax.devices(), ("x",))
+    row = NamedSharding(mesh, P("x"))
+    params = {"w": jax.device_put(jnp.arange(64.0 * 4).reshape(64, 4) / 100, row),
+              "b": jax.device_put(jnp.linspace(-1, 1, 16), row)}
+    grads = jax.tree.map(lambda p: jnp.cos(p), params)
+    host = jax.tree.map(np.asarray, params)
+    def run(tx, p):
+        step = jax.jit(lambda p, s, g: (lambda u, s: (optax.apply_updates(p, u), s))(
+            *tx.update(g, s, p)))
+        s = tx.init(p)
+        for _ in range(5):
+            p, s = step(p, s, jax.tree.map(jnp.cos, p))
+        return p, s
+    for make in (lambda: js.chain(js.clip_by_global_norm(1.0), js.adamw(1e-2)),
+                 lambda: js.fuse(js.chain(js.clip_by_global_norm(1.0), js.adamw(1e-2)))):
+        p, s = run(make(), params)
+        ref, _ = run(make(), jax.tree.map(jnp.asarray, host))
+        for a, b in zip(jax.tree.leaves(p), jax.tree.leaves(ref)):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
+    # Per-array state is sharded like the parameters.
+    p, s = run(js.chain(js.clip_by_global_norm(1.0), js.adamw(1e-2)), params)
+    adam = s[1][0]
+    for m, prm in ((adam.mu["w"], p["w"]), (adam.nu["b"], p["b"])):
+        assert m.sharding.is_equivalent_to(prm.sharding, m.ndim), (m.sharding, prm.sharding)
+    print("OK")
+""")
+
+
+def test_sharded_parameters_on_eight_cpu_devices():
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
+               JAX_PLATFORMS="cpu")
+    out = subprocess.run([sys.executable, "-c", SHARDED], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-3000:]
