@@ -10,7 +10,7 @@ from typing import Any
 
 import optax
 
-from jaxsched import _hyper
+from jaxsched import _checks, _hyper
 from jaxsched._hyper import Hyper
 from jaxsched._transforms import (MaskOrFn, add_decayed_weights, chain, scale_by_adagrad,
                                   scale_by_adam, scale_by_learning_rate, scale_by_rms, trace)
@@ -18,6 +18,13 @@ from jaxsched._transforms import (MaskOrFn, add_decayed_weights, chain, scale_by
 
 def _lr(owner: str, learning_rate: Any) -> None:
     _hyper.check(owner, "learning_rate", learning_rate, lo=0)
+
+
+def _adam_args(owner: str, b1: Any, b2: Any, eps: Any) -> None:
+    # Checked here too, so that the error names the function the user called.
+    _hyper.check(owner, "b1", b1, lo=0, hi=1, hi_open=True)
+    _hyper.check(owner, "b2", b2, lo=0, hi=1, hi_open=True)
+    _hyper.check(owner, "eps", eps, lo=0)
 
 
 def sgd(learning_rate: Hyper) -> optax.GradientTransformationExtraArgs:
@@ -50,6 +57,7 @@ def momentum(learning_rate: Hyper, momentum: Hyper = 0.9,
     """
     _lr("momentum", learning_rate)
     _hyper.check("momentum", "momentum", momentum, lo=0, hi=1)
+    _checks.boolean("momentum", "nesterov", nesterov)
     return chain(trace(momentum, nesterov), scale_by_learning_rate(learning_rate))
 
 
@@ -64,6 +72,8 @@ def adagrad(learning_rate: Hyper, initial_accumulator_value: float = 0.1,
         [-1.0]
     """
     _lr("adagrad", learning_rate)
+    _checks.number("adagrad", "initial_accumulator_value", initial_accumulator_value, lo=0)
+    _hyper.check("adagrad", "eps", eps, lo=0)
     return chain(scale_by_adagrad(initial_accumulator_value, eps),
                  scale_by_learning_rate(learning_rate))
 
@@ -81,6 +91,9 @@ def rmsprop(learning_rate: Hyper, decay: Hyper = 0.9, eps: Hyper = 1e-8,
         [-1.0]
     """
     _lr("rmsprop", learning_rate)
+    _hyper.check("rmsprop", "decay", decay, lo=0, hi=1)
+    _hyper.check("rmsprop", "eps", eps, lo=0)
+    _checks.boolean("rmsprop", "centered", centered)
     return chain(scale_by_rms(decay, eps, 0.0, centered), scale_by_learning_rate(learning_rate))
 
 
@@ -97,6 +110,7 @@ def adam(learning_rate: Hyper, b1: Hyper = 0.9, b2: Hyper = 0.999,
         [-0.1]
     """
     _lr("adam", learning_rate)
+    _adam_args("adam", b1, b2, eps)
     return chain(scale_by_adam(b1, b2, eps), scale_by_learning_rate(learning_rate))
 
 
@@ -121,6 +135,7 @@ def adamw(learning_rate: Hyper, b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper =
         [-0.2]
     """
     _lr("adamw", learning_rate)
+    _adam_args("adamw", b1, b2, eps)
     _hyper.check("adamw", "weight_decay", weight_decay, lo=0)
     return chain(scale_by_adam(b1, b2, eps), add_decayed_weights(weight_decay, mask),
                  scale_by_learning_rate(learning_rate))

@@ -1,0 +1,378 @@
+"""Optimizers: parity with optax and the float64 reference, state, tracing.
+
+`OPTIMIZERS` is the registry of every optimizer configuration with its optax
+counterpart (optax.sgd(lr, momentum, nesterov) is js.momentum; optax.rmsprop
+puts eps inside the root like jaxsched); the structural tests run over all of
+it. Gradients are fixed random arrays, not functions of the parameters, so the
+trajectories are not chaotic and a float32 rtol of 1e-5 is meaningful.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jaxsched as js
+import reference as ref
+
+INT32_MAX = 2**31 - 1
+MASK = {"w": True, "b": False}
+
+
+class O(NamedTuple):
+    """An optimizer configuration, its optax counterpart and a float64 reference.
+
+    reference(g, state, p) -> (update direction u, state); the step is
+    p -= lr * u (lr the constant `lr`).
+    """
+
+    ours: Callable[[], optax.GradientTransformation]
+    optax: Callable[[], optax.GradientTransformation]
+    lr: float
+    reference: Callable[[np.ndarray, Any, np.ndarray], tuple] | None = None
+
+
+def _adamw_ref(wd, mask_leaf=True):
+    def step(g, state, p):
+        u, state = ref.adam_step(g, state)
+        return (u + wd * p if mask_leaf else u), state
+    return step
+
+
+OPTIMIZERS: dict[str, O] = {
+    "sgd": O(lambda: js.sgd(0.05), lambda: optax.sgd(0.05), 0.05,
+             lambda g, s, p: (np.asarray(g, np.float64), s)),
+    "momentum": O(lambda: js.momentum(0.05, 0.9), lambda: optax.sgd(0.05, 0.9), 0.05,
+                  lambda g, s, p: ref.momentum_step(g, s, 0.9)),
+    "momentum_nesterov": O(lambda: js.momentum(0.05, 0.8, nesterov=True),
+                           lambda: optax.sgd(0.05, 0.8, nesterov=True), 0.05,
+                           lambda g, s, p: ref.momentum_step(g, s, 0.8, nesterov=True)),
+    "adagrad": O(lambda: js.adagrad(0.1), lambda: optax.adagrad(0.1, 0.1, 1e-7), 0.1,
+                 lambda g, s, p: ref.adagrad_step(g, s, 0.1, 1e-7)),
+    "adagrad_custom": O(lambda: js.adagrad(0.1, 0.5, 1e-4), lambda: optax.adagrad(0.1, 0.5, 1e-4),
+                        0.1, lambda g, s, p: ref.adagrad_step(g, s, 0.5, 1e-4)),
+    "rmsprop": O(lambda: js.rmsprop(0.01), lambda: optax.rmsprop(0.01, 0.9, 1e-8), 0.01,
+                 lambda g, s, p: ref.rmsprop_step(g, s, 0.9, 1e-8)),
+    "rmsprop_centered": O(lambda: js.rmsprop(0.01, 0.95, 1e-6, centered=True),
+                          lambda: optax.rmsprop(0.01, 0.95, 1e-6, centered=True), 0.01,
+                          lambda g, s, p: ref.rmsprop_step(g, s, 0.95, 1e-6, centered=True)),
+    "adam": O(lambda: js.adam(0.01), lambda: optax.adam(0.01), 0.01,
+              lambda g, s, p: ref.adam_step(g, s)),
+    "adam_custom": O(lambda: js.adam(0.01, 0.5, 0.9, 1e-3),
+                     lambda: optax.adam(0.01, 0.5, 0.9, 1e-3), 0.01,
+                     lambda g, s, p: ref.adam_step(g, s, 0.5, 0.9, 1e-3)),
+    "adamw": O(lambda: js.adamw(0.01, weight_decay=0.1),
+               lambda: optax.adamw(0.01, weight_decay=0.1), 0.01, _adamw_ref(0.1)),
+    "adamw_mask": O(lambda: js.adamw(0.01, weight_decay=0.1, mask=MASK),
+                    lambda: optax.adamw(0.01, weight_decay=0.1, mask=MASK), 0.01, None),
+    "adamw_mask_fn": O(
+        lambda: js.adamw(0.01, weight_decay=0.1, mask=lambda p: jax.tree.map(
+            lambda x: x.ndim > 1, p)),
+        lambda: optax.adamw(0.01, weight_decay=0.1, mask=MASK), 0.01, None),
+    "adamw_schedule": O(
+        lambda: js.adamw(js.cosine_decay(0.01, 150), weight_decay=0.1),
+        lambda: optax.adamw(optax.cosine_decay_schedule(0.01, 150), weight_decay=0.1), 0.01,
+        None),
+}
+
+DTYPES = [jnp.float32, jnp.bfloat16, jnp.float16]
+# One configuration of each optimizer function, the most stateful one, for the
+# structural tests.
+STRUCTURAL = ["sgd", "momentum_nesterov", "adagrad", "rmsprop_centered", "adam", "adamw_mask_fn",
+              "adamw_schedule"]
+
+
+def params_like(dtype=jnp.float32, seed=0):
+    k1, k2 = jax.random.split(jax.random.key(seed))
+    return {"w": jax.random.normal(k1, (4, 3)).astype(dtype),
+            "b": jax.random.normal(k2, (3,)).astype(dtype)}
+
+
+def random_grads(n, seed=1):
+    """n fixed gradients like params_like(): varying scale, some exact zeros."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for k, shape in [("w", (4, 3)), ("b", (3,))]:
+        g = rng.normal(size=(n,) + shape) * np.exp(rng.normal(size=(n,) + (1,) * len(shape)))
+        g[rng.random(size=g.shape) < 0.05] = 0.0
+        out[k] = g.astype(np.float32)
+    return out
+
+
+def trajectory(tx, params, grads):
+    """Parameters after each of the scanned updates (one jit, one compile)."""
+
+    @jax.jit
+    def go(params, grads):
+        def body(carry, g):
+            p, s = carry
+            u, s = tx.update(g, s, p)
+            p = optax.apply_updates(p, u)
+            return (p, s), p
+
+        return jax.lax.scan(body, (params, tx.init(params)), grads)[1]
+
+    return go(params, jax.tree.map(jnp.asarray, grads))
+
+
+def assert_params_close(actual, expected, rtol=1e-5):
+    for k in expected:
+        e = np.asarray(expected[k], np.float64)
+        np.testing.assert_allclose(np.asarray(actual[k], np.float64), e, rtol=rtol,
+                                   atol=rtol * np.abs(e).max(), err_msg=k)
+
+
+def with_count(state: Any, value: int) -> Any:
+    if isinstance(state, tuple) and hasattr(state, "_fields"):
+        fields = {f: with_count(getattr(state, f), value) for f in state._fields
+                  if f not in ("hyperparams", "count")}
+        if "count" in state._fields:
+            fields["count"] = jnp.asarray(value, jnp.int32)
+        return state._replace(**fields)
+    if isinstance(state, (tuple, list)):
+        return type(state)(with_count(s, value) for s in state)
+    return state
+
+
+# ---------------------------------------------------------------- parity
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_matches_optax_over_200_steps(name):
+    case = OPTIMIZERS[name]
+    p, g = params_like(), random_grads(200)
+    ours = trajectory(case.ours(), p, g)
+    theirs = trajectory(case.optax(), p, g)
+    assert_params_close(ours, theirs)
+    # The run moved the parameters well beyond the tolerance.
+    assert float(jnp.abs(ours["w"][-1] - p["w"]).max()) > 1e-2
+
+
+@pytest.mark.parametrize("name", [n for n in OPTIMIZERS if OPTIMIZERS[n].reference])
+def test_matches_float64_reference_over_50_steps(name):
+    case = OPTIMIZERS[name]
+    p, g = params_like(), random_grads(50, seed=7)
+    ours = trajectory(case.ours(), p, g)
+    expected = {}
+    for k in p:
+        pk, state, traj = np.asarray(p[k], np.float64), None, []
+        for gk in g[k]:
+            u, state = case.reference(gk, state, pk)
+            pk = pk - case.lr * u
+            traj.append(pk)
+        expected[k] = np.stack(traj)
+    assert_params_close(ours, expected)
+
+
+def test_adamw_mask_leaves_masked_leaf_undecayed():
+    p, g = params_like(), random_grads(20)
+    masked = trajectory(js.adamw(0.01, weight_decay=0.5, mask=MASK), p, g)
+    adam = trajectory(js.adam(0.01), p, g)
+    decayed = trajectory(js.adamw(0.01, weight_decay=0.5), p, g)
+    np.testing.assert_array_equal(np.asarray(masked["b"]), np.asarray(adam["b"]))
+    np.testing.assert_array_equal(np.asarray(masked["w"]), np.asarray(decayed["w"]))
+    assert not np.allclose(np.asarray(masked["w"]), np.asarray(adam["w"]))
+
+
+def test_adamw_decay_is_scaled_by_scheduled_learning_rate():
+    """p -= lr_k * (u + wd * p): with zero gradients u = 0, so p *= 1 - lr_k * wd."""
+    sched = js.exponential_decay(0.1, 1, 0.5)
+    tx = js.adamw(sched, weight_decay=0.5)
+    p = jnp.ones(3)
+    state = tx.init(p)
+    expected = 1.0
+    for k in range(4):
+        u, state = tx.update(jnp.zeros(3), state, p)
+        p = optax.apply_updates(p, u)
+        expected *= 1 - ref.exponential_decay(0.1, 1, 0.5, False, k) * 0.5
+        np.testing.assert_allclose(np.asarray(p), expected, rtol=1e-6)
+
+
+# ---------------------------------------------------------------- state and dtypes
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: jnp.dtype(d).name)
+@pytest.mark.parametrize("name", STRUCTURAL)
+def test_state_stable_and_zero_gradient_no_nan(name, dtype):
+    tx = OPTIMIZERS[name].ours()
+    p = params_like(dtype)
+    state = tx.init(p)
+    u, new_state = tx.update(jax.tree.map(lambda x: x[0].astype(dtype), random_grads(1)),
+                             state, p)
+    jax.lax.cond(True, lambda: state, lambda: new_state)
+    assert all(x.dtype == dtype for x in jax.tree.leaves(u))
+    zeros = jax.tree.map(jnp.zeros_like, p)
+    for _ in range(3):
+        u, state = tx.update(zeros, state, p)
+        for x in jax.tree.leaves(u):
+            assert x.dtype == dtype
+            assert np.isfinite(np.asarray(x, np.float32)).all(), name
+    assert all(np.isfinite(np.asarray(x, np.float32)).all() for x in jax.tree.leaves(state))
+
+
+@pytest.mark.parametrize("name", STRUCTURAL)
+def test_counter_saturates(name):
+    tx = OPTIMIZERS[name].ours()
+    p = params_like()
+    state = with_count(tx.init(p), INT32_MAX - 1)
+    update = jax.jit(tx.update)
+    g = jax.tree.map(lambda x: jnp.asarray(x[0]), random_grads(1))
+    for _ in range(5):
+        u, state = update(g, state, p)
+        p = optax.apply_updates(p, u)
+    assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves((p, state)))
+    for s in state:
+        assert s.count.dtype == jnp.int32 and int(s.count) == INT32_MAX
+
+
+# ---------------------------------------------------------------- hyperparameters
+
+
+@pytest.mark.parametrize("name", ["sgd", "momentum", "adagrad", "rmsprop", "adam", "adamw"])
+def test_learning_rate_schedule_step_convention(name):
+    """Update k (from 0) uses schedule(k), reported as hyperparams()["learning_rate"]."""
+    sched = js.piecewise_constant([0, 1, 2, 3], [0.5, 0.25, 0.125, 0.0625, 0.03125])
+    make = getattr(js, name)
+    tx = make(sched)
+    p = params_like()
+    state = tx.init(p)
+    g = jax.tree.map(lambda x: jnp.asarray(x[0]), random_grads(1))
+    for k in range(6):
+        u, new_state = tx.update(g, state, p)
+        assert float(js.hyperparams(new_state)["learning_rate"]) == ref.piecewise_constant(
+            [0, 1, 2, 3], [0.5, 0.25, 0.125, 0.0625, 0.03125], k)
+        # From the same state, the update is the one of the constant schedule(k).
+        u_fixed, _ = make(float(sched(k))).update(g, state, p)
+        for key in p:
+            np.testing.assert_allclose(np.asarray(u[key]), np.asarray(u_fixed[key]), rtol=1e-6)
+        state = new_state
+
+
+def test_hyperparams_keys_of_each_optimizer():
+    p = params_like()
+    expected = {
+        "sgd": {"learning_rate"},
+        "momentum": {"decay", "learning_rate"},
+        "adagrad": {"eps", "learning_rate"},
+        "rmsprop": {"decay", "eps", "learning_rate"},
+        "adam": {"b1", "b2", "eps", "eps_root", "learning_rate"},
+        "adamw": {"b1", "b2", "eps", "eps_root", "weight_decay", "learning_rate"},
+    }
+    for name, keys in expected.items():
+        assert set(js.hyperparams(getattr(js, name)(0.1).init(p))) == keys, name
+    hp = js.hyperparams(js.adamw(0.1, 0.8, 0.99, 1e-6, 0.01).init(p))
+    assert {k: float(v) for k, v in hp.items()} == pytest.approx(
+        {"learning_rate": 0.1, "b1": 0.8, "b2": 0.99, "eps": 1e-6, "eps_root": 0.0,
+         "weight_decay": 0.01}, rel=1e-6)
+
+
+def test_vmap_sweeps_learning_rate_and_b2():
+    p, g = params_like(), random_grads(5)
+
+    def final(lr, b2):
+        return trajectory(js.adam(lr, b2=b2), p, g)["w"][-1]
+
+    lrs, b2s = jnp.asarray([0.1, 0.01, 0.001]), jnp.asarray([0.9, 0.99, 0.999])
+    swept = jax.vmap(final)(lrs, b2s)
+    for i in range(3):
+        np.testing.assert_allclose(np.asarray(swept[i]),
+                                   np.asarray(final(float(lrs[i]), float(b2s[i]))), rtol=1e-6)
+
+
+# ---------------------------------------------------------------- whole train step under jit
+
+
+def _mlp_problem():
+    k1, k2, k3 = jax.random.split(jax.random.key(0), 3)
+    params = {"w1": 0.5 * jax.random.normal(k1, (4, 8)), "b1": jnp.zeros(8),
+              "w2": 0.5 * jax.random.normal(k2, (8, 1)), "b2": jnp.zeros(1)}
+    x = jax.random.normal(k3, (32, 4))
+    y = jnp.sin(x.sum(axis=1, keepdims=True))
+
+    def loss(params, x, y):
+        h = jnp.tanh(x @ params["w1"] + params["b1"])
+        return jnp.mean((h @ params["w2"] + params["b2"] - y) ** 2)
+
+    return params, x, y, loss
+
+
+def test_train_step_traces_once_over_1000_steps():
+    params, x, y, loss = _mlp_problem()
+    tx = js.chain(js.clip_by_global_norm(1.0),
+                  js.adamw(js.warmup(js.cosine_decay(1e-2, 900), 100), weight_decay=1e-4,
+                           mask=lambda p: jax.tree.map(lambda a: a.ndim > 1, p)))
+    traces = []
+
+    @jax.jit
+    def step(params, state, x, y):
+        traces.append(None)
+        value, grads = jax.value_and_grad(loss)(params, x, y)
+        updates, state = tx.update(grads, state, params)
+        return optax.apply_updates(params, updates), state, value
+
+    state = tx.init(params)
+    losses = []
+    for _ in range(1000):
+        params, state, value = step(params, state, x, y)
+        losses.append(float(value))
+    assert len(traces) == 1
+    assert losses[-1] < 0.2 * losses[0]
+    hp = js.hyperparams(state)
+    assert int(state[0].count) == 1000
+    np.testing.assert_allclose(float(hp["learning_rate"]),
+                               ref.cosine_decay(1e-2, 900, 0.0, 999 - 100), rtol=1e-5,
+                               atol=1e-5 * 1e-2)
+    assert float(hp["global_norm"]) > 0
+
+
+@pytest.mark.parametrize("make", [js.sgd, js.momentum, js.adagrad, js.rmsprop, js.adam, js.adamw],
+                         ids=lambda f: f.__name__)
+def test_train_step_traces_once_for_two_learning_rates(make):
+    params, x, y, loss = _mlp_problem()
+    traces = []
+
+    @jax.jit
+    def step(params, state, lr, x, y):
+        traces.append(None)
+        tx = js.chain(js.clip_by_global_norm(1.0), make(lr))  # built from a traced lr
+        grads = jax.grad(loss)(params, x, y)
+        updates, state = tx.update(grads, state, params)
+        return optax.apply_updates(params, updates), state
+
+    state0 = js.chain(js.clip_by_global_norm(1.0), make(0.1)).init(params)
+    finals = []
+    for lr in [0.05, 0.01]:
+        p, state = params, state0
+        for _ in range(3):
+            p, state = step(p, state, jnp.asarray(lr, jnp.float32), x, y)
+        assert float(js.hyperparams(state)["learning_rate"]) == np.float32(lr)
+        finals.append(p)
+    assert len(traces) == 1
+    assert not np.allclose(np.asarray(finals[0]["w1"]), np.asarray(finals[1]["w1"]))
+
+
+def test_hyperparameters_as_a_pytree_argument_do_not_retrace():
+    params, x, y, loss = _mlp_problem()
+    traces = []
+
+    @jax.jit
+    def step(params, state, hp, x, y):
+        traces.append(None)
+        tx = js.adamw(hp["lr"], b1=hp["b1"], weight_decay=hp["wd"])
+        updates, state = tx.update(jax.grad(loss)(params, x, y), state, params)
+        return optax.apply_updates(params, updates), state
+
+    state = js.adamw(0.1).init(params)
+    for hp in [dict(lr=js.cosine_decay(0.01, 10), b1=0.9, wd=0.1),
+               dict(lr=js.cosine_decay(0.02, 20), b1=0.8, wd=0.0)]:
+        params, state = step(params, state, hp, x, y)
+    assert len(traces) == 1
+    got = js.hyperparams(state)
+    assert float(got["b1"]) == np.float32(0.8) and float(got["weight_decay"]) == 0.0
+    np.testing.assert_allclose(float(got["learning_rate"]), ref.cosine_decay(0.02, 20, 0.0, 1),
+                               rtol=1e-6)
