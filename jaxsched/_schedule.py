@@ -28,6 +28,8 @@ Array = jax.Array
 
 _REGISTRY: dict[str, type["Schedule"]] = {}
 _INT32_MAX = 2**31 - 1
+# The key naming the schedule in a config; no schedule has an argument of this name.
+CONFIG_KEY = "type"
 
 
 def static(default: Any = dataclasses.MISSING) -> Any:
@@ -113,7 +115,8 @@ def split_period(t: Array, period: Any) -> tuple[Array, Array]:
     tf = t.astype(float_dtype())
     p = as_float(period)
     k = jnp.floor(tf / p)
-    return k, tf - k * p
+    # Rounding at large steps can put `tf - k * p` just outside [0, p).
+    return k, jnp.clip(tf - k * p, 0, p)
 
 
 def ratio(num: Array, den: Any) -> Array:
@@ -139,7 +142,7 @@ def _to_config_value(v: Any) -> Any:
 
 
 def _from_config_value(v: Any) -> Any:
-    if isinstance(v, dict) and "schedule" in v:
+    if isinstance(v, dict) and CONFIG_KEY in v:
         return schedule_from_config(v)
     if isinstance(v, dict) and "prng_key" in v:
         data = jnp.asarray(v["prng_key"], dtype=jnp.uint32)
@@ -229,7 +232,7 @@ class Schedule:
 
     def to_config(self) -> dict[str, Any]:
         """A JSON-able dict that `schedule_from_config` turns back into `self`."""
-        config: dict[str, Any] = {"schedule": self.name}
+        config: dict[str, Any] = {CONFIG_KEY: self.name}
         for k, v in self._fields().items():
             if isinstance(v, jax.core.Tracer):
                 raise TypeError(f"{self.name}: cannot save a traced `{k}` in a config.")
@@ -256,14 +259,14 @@ def schedule_from_config(config: dict[str, Any]) -> Schedule:
         >>> js.schedule_from_config(s.to_config()) == s
         True
     """
-    if not isinstance(config, dict) or "schedule" not in config:
+    if not isinstance(config, dict) or CONFIG_KEY not in config:
         raise ValueError(f"`schedule_from_config(config=...)` must be a dict with a "
-                         f"'schedule' key, got {config!r}.")
-    name = config["schedule"]
+                         f"{CONFIG_KEY!r} key, got {config!r}.")
+    name = config[CONFIG_KEY]
     if name not in _REGISTRY:
         raise ValueError(f"`schedule_from_config(config=...)` names an unknown schedule "
                          f"{name!r}; known: {', '.join(sorted(_REGISTRY))}.")
-    kwargs = {k: _from_config_value(v) for k, v in config.items() if k != "schedule"}
+    kwargs = {k: _from_config_value(v) for k, v in config.items() if k != CONFIG_KEY}
     return _REGISTRY[name](**kwargs)
 
 
