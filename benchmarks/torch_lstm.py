@@ -88,6 +88,22 @@ class TorchTrainer:
         return float(loss.detach()), float(lr)
 
 
+    def evaluate(self, batches) -> float:
+        """Mean loss over ``batches`` of ``(inputs, targets)`` in eval mode."""
+        torch = self.torch
+        self.model.eval()
+        losses = []
+        with torch.no_grad():
+            for inputs, targets in batches:
+                x = torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.int64))
+                y = torch.from_numpy(np.ascontiguousarray(targets, dtype=np.int64))
+                logits = self.model(x)
+                losses.append(float(torch.nn.functional.cross_entropy(
+                    logits.reshape(-1, self.vocab), y.reshape(-1))))
+        self.model.train()
+        return float(np.mean(losses))
+
+
 def _build_model(torch, vocab, embed, hidden, layers, dropout):
     class TorchCharLSTM(torch.nn.Module):
         def __init__(self):

@@ -26,6 +26,15 @@ PyTree = Any
 
 
 class FuseState(NamedTuple):
+    """State of `fuse`: the inner transformation's state over the bucket buffers.
+
+    Example:
+        >>> import jax.numpy as jnp, jaxsched as js
+        >>> state = js.fuse(js.adam(1e-3)).init({"a": jnp.zeros(2), "b": jnp.zeros(3)})
+        >>> [m.shape for m in state.inner[0].mu]
+        [(5,)]
+    """
+
     inner: Any  # the inner transformation's state over the tuple of bucket buffers
 
 

@@ -201,6 +201,14 @@ class Schedule:
     Subclasses are frozen dataclasses registered as pytrees by
     :func:`schedule_class`. Call the public constructors (`cosine_decay`, ...)
     rather than the classes.
+
+    Example:
+        >>> import jax, jaxsched as js
+        >>> s = js.cosine_decay(0.1, 1000)
+        >>> isinstance(s, js.Schedule), s
+        (True, cosine_decay(learning_rate=0.1, decay_steps=1000, alpha=0.0))
+        >>> jax.tree.leaves(s)
+        [0.1, 1000, 0.0]
     """
 
     name: ClassVar[str] = "schedule"

@@ -105,6 +105,17 @@ def _stateless(owner: str, state_cls: type, hypers: dict[str, Hyper],
 # ---------------------------------------------------------------- clipping
 
 class ClipState(NamedTuple):
+    """State of `clip`: the update count, and the hyperparameters used last.
+
+    Example:
+        >>> import jax.numpy as jnp, jaxsched as js
+        >>> state = js.clip(1.0).init(None)
+        >>> state._fields
+        ('count', 'hyperparams')
+        >>> int(state.count), sorted(state.hyperparams)
+        (0, ['max_delta'])
+    """
+
     count: Array  # int32 []: updates done, saturating
     hyperparams: dict  # {"max_delta": float []}
 
@@ -134,6 +145,17 @@ def clip(max_delta: Hyper) -> optax.GradientTransformation:
 
 
 class ClipByNormState(NamedTuple):
+    """State of `clip_by_norm`: the update count, and the hyperparameters used last.
+
+    Example:
+        >>> import jax.numpy as jnp, jaxsched as js
+        >>> state = js.clip_by_norm(1.0).init(None)
+        >>> state._fields
+        ('count', 'hyperparams')
+        >>> int(state.count), sorted(state.hyperparams)
+        (0, ['max_norm'])
+    """
+
     count: Array  # int32 []
     hyperparams: dict  # {"max_norm": float []}
 
@@ -169,12 +191,31 @@ def clip_by_norm(max_norm: Hyper) -> optax.GradientTransformation:
 
 
 class ClipByGlobalNormState(NamedTuple):
+    """State of `clip_by_global_norm`: the update count, and the hyperparameters used last.
+
+    Example:
+        >>> import jax.numpy as jnp, jaxsched as js
+        >>> state = js.clip_by_global_norm(1.0).init(None)
+        >>> state._fields
+        ('count', 'hyperparams')
+        >>> int(state.count), sorted(state.hyperparams)
+        (0, ['global_norm', 'max_norm'])
+    """
+
     count: Array  # int32 []
     hyperparams: dict  # {"max_norm": float [], "global_norm": float [] (pre-clip, last update)}
 
 
 def global_norm(tree: PyTree) -> Array:
-    """sqrt(sum of squares of every element of every array), in the float dtype."""
+    """The global L2 norm of a tree, in the float dtype.
+
+    n = sqrt(sum over arrays of sum(x^2))
+
+    Example:
+        >>> import jax.numpy as jnp, jaxsched as js
+        >>> float(js.global_norm({"a": jnp.array([3.0]), "b": jnp.array([[4.0]])}))
+        5.0
+    """
     leaves = jax.tree.leaves(tree)
     if not leaves:
         return jnp.zeros([], float_dtype())
@@ -219,6 +260,17 @@ def clip_by_global_norm(max_norm: Hyper) -> optax.GradientTransformation:
 # ---------------------------------------------------------------- scaling
 
 class ScaleState(NamedTuple):
+    """State of `scale`: the update count, and the hyperparameters used last.
+
+    Example:
+        >>> import jax.numpy as jnp, jaxsched as js
+        >>> state = js.scale(0.5).init(None)
+        >>> state._fields
+        ('count', 'hyperparams')
+        >>> int(state.count), sorted(state.hyperparams)
+        (0, ['factor'])
+    """
+
     count: Array  # int32 []
     hyperparams: dict  # {"factor": float []}
 
@@ -242,6 +294,17 @@ def scale(factor: Hyper) -> optax.GradientTransformation:
 
 
 class ScaleByScheduleState(NamedTuple):
+    """State of `scale_by_schedule`: the update count, and the hyperparameters used last.
+
+    Example:
+        >>> import jax.numpy as jnp, jaxsched as js
+        >>> state = js.scale_by_schedule(js.constant(0.5)).init(None)
+        >>> state._fields
+        ('count', 'hyperparams')
+        >>> int(state.count), sorted(state.hyperparams)
+        (0, ['step_size'])
+    """
+
     count: Array  # int32 []
     hyperparams: dict  # {"step_size": float []}
 
@@ -268,6 +331,17 @@ def scale_by_schedule(schedule: Callable[[Array], Array]) -> optax.GradientTrans
 
 
 class ScaleByLearningRateState(NamedTuple):
+    """State of `scale_by_learning_rate`: the update count, and the hyperparameters used last.
+
+    Example:
+        >>> import jax.numpy as jnp, jaxsched as js
+        >>> state = js.scale_by_learning_rate(0.1).init(None)
+        >>> state._fields
+        ('count', 'hyperparams')
+        >>> int(state.count), sorted(state.hyperparams)
+        (0, ['learning_rate'])
+    """
+
     count: Array  # int32 []
     hyperparams: dict  # {"learning_rate": float []}
 
@@ -303,6 +377,17 @@ def scale_by_learning_rate(learning_rate: Hyper, *,
 # ---------------------------------------------------------------- adaptive scalings
 
 class ScaleByAdamState(NamedTuple):
+    """State of `scale_by_adam`: the update count, its buffers, and the hyperparameters used last.
+
+    Example:
+        >>> import jax.numpy as jnp, jaxsched as js
+        >>> state = js.scale_by_adam().init(jnp.zeros(2))
+        >>> state._fields
+        ('count', 'mu', 'nu', 'hyperparams')
+        >>> int(state.count), sorted(state.hyperparams)
+        (0, ['b1', 'b2', 'eps', 'eps_root'])
+    """
+
     count: Array  # int32 []: updates done, saturating
     mu: PyTree  # first moment, like params, dtype mu_dtype or the params' dtype
     nu: PyTree  # second moment, like params, the params' dtype
@@ -384,6 +469,17 @@ def scale_by_adam(b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper = 1e-8,
 
 
 class ScaleByRmsState(NamedTuple):
+    """State of `scale_by_rms`: the update count, its buffers, and the hyperparameters used last.
+
+    Example:
+        >>> import jax.numpy as jnp, jaxsched as js
+        >>> state = js.scale_by_rms().init(jnp.zeros(2))
+        >>> state._fields
+        ('count', 'nu', 'mu', 'hyperparams')
+        >>> int(state.count), sorted(state.hyperparams)
+        (0, ['decay', 'eps'])
+    """
+
     count: Array  # int32 []
     nu: PyTree  # mean of squares, like params
     mu: PyTree  # mean (centered only; otherwise an empty tuple)
@@ -449,6 +545,17 @@ def scale_by_rms(decay: Hyper = 0.9, eps: Hyper = 1e-8, initial_scale: float = 0
 
 
 class ScaleByAdagradState(NamedTuple):
+    """State of `scale_by_adagrad`: the update count, its buffers, and the hyperparameters used last.
+
+    Example:
+        >>> import jax.numpy as jnp, jaxsched as js
+        >>> state = js.scale_by_adagrad().init(jnp.zeros(2))
+        >>> state._fields
+        ('count', 'sum_of_squares', 'hyperparams')
+        >>> int(state.count), sorted(state.hyperparams)
+        (0, ['eps'])
+    """
+
     count: Array  # int32 []
     sum_of_squares: PyTree  # like params
     hyperparams: dict  # {"eps": float []}
@@ -501,6 +608,17 @@ def scale_by_adagrad(initial_accumulator_value: float = 0.1,
 
 
 class TraceState(NamedTuple):
+    """State of `trace`: the update count, its buffers, and the hyperparameters used last.
+
+    Example:
+        >>> import jax.numpy as jnp, jaxsched as js
+        >>> state = js.trace(0.9).init(jnp.zeros(2))
+        >>> state._fields
+        ('count', 'trace', 'hyperparams')
+        >>> int(state.count), sorted(state.hyperparams)
+        (0, ['decay'])
+    """
+
     count: Array  # int32 []
     trace: PyTree  # momentum buffer, like params
     hyperparams: dict  # {"decay": float []}
@@ -554,6 +672,17 @@ def trace(decay: Hyper, nesterov: bool = False) -> optax.GradientTransformation:
 
 
 class EmaState(NamedTuple):
+    """State of `ema`: the update count, its buffers, and the hyperparameters used last.
+
+    Example:
+        >>> import jax.numpy as jnp, jaxsched as js
+        >>> state = js.ema(0.9).init(jnp.zeros(2))
+        >>> state._fields
+        ('count', 'ema', 'hyperparams')
+        >>> int(state.count), sorted(state.hyperparams)
+        (0, ['decay'])
+    """
+
     count: Array  # int32 []
     ema: PyTree  # running average (not debiased), like params
     hyperparams: dict  # {"decay": float []}
@@ -602,6 +731,17 @@ def ema(decay: Hyper, debias: bool = True) -> optax.GradientTransformation:
 # ---------------------------------------------------------------- weight decay
 
 class AddDecayedWeightsState(NamedTuple):
+    """State of `add_decayed_weights`: the update count, and the hyperparameters used last.
+
+    Example:
+        >>> import jax.numpy as jnp, jaxsched as js
+        >>> state = js.add_decayed_weights(1e-4).init(jnp.zeros(2))
+        >>> state._fields
+        ('count', 'hyperparams')
+        >>> int(state.count), sorted(state.hyperparams)
+        (0, ['weight_decay'])
+    """
+
     count: Array  # int32 []
     hyperparams: dict  # {"weight_decay": float []}
 

@@ -33,12 +33,7 @@ MODULES = sorted(m.name for m in pkgutil.iter_modules(js.__path__, "jaxsched."))
 # Public names whose docstrings (in modules owned by others) still lack an
 # `Example:`; each must be removed from this list once its example is added
 # (`test_known_missing_examples_are_still_missing` enforces it).
-KNOWN_MISSING_EXAMPLES = {
-    "AddDecayedWeightsState", "ClipByGlobalNormState", "ClipByNormState", "ClipState",
-    "EmaState", "ScaleByAdagradState", "ScaleByAdamState", "ScaleByLearningRateState",
-    "ScaleByRmsState", "ScaleByScheduleState", "ScaleState", "TraceState", "Schedule",
-    "global_norm", "FuseState",
-}
+KNOWN_MISSING_EXAMPLES: set[str] = set()
 
 
 def _examples(obj) -> list[doctest.Example]:

@@ -1,0 +1,154 @@
+"""Tests of the LSTM benchmark (benchmarks/lstm.py): end to end, cells, bad input.
+
+Nothing here asserts a timing; the timed figures are only checked to exist.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "benchmarks" / "lstm.py"
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import lstm  # noqa: E402
+from benchmarks.lstm_model import CharLSTM, cross_entropy  # noqa: E402
+
+
+def _run(args, env_extra=None, timeout=120):
+    env = dict(os.environ)
+    env.update(env_extra or {})
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True,
+                          env=env, timeout=timeout, cwd=ROOT)
+
+
+@pytest.fixture(scope="module")
+def quick_result(tmp_path_factory):
+    out = tmp_path_factory.mktemp("quick")
+    proc = _run(["--quick", "--no-progress", "--out", str(out)])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, json.loads((out / "lstm.json").read_text()), proc.stdout
+
+
+def test_quick_run_writes_complete_report(quick_result):
+    out, r, stdout = quick_result
+    for pkg in ("jax", "jaxlib", "flax", "optax", "jaxsched"):
+        assert r["versions"][pkg], pkg
+    x = r["xla"]
+    assert x["backend"] and x["device_kind"] and x["device_count"] >= 1
+    for side in ("main", "other_cell"):
+        rep = x[side]
+        assert rep["compile_s"] > 0 and rep["trace_lower_s"] > 0
+        assert rep["hlo"]["instructions"] > 0 and rep["hlo"]["fusions"] > 0
+    assert {x["main"]["cell"], x["other_cell"]["cell"]} == {"fast", "flax"}
+    mem = x["main"]["memory"]
+    for key in ("argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes"):
+        assert mem[key] > 0
+    assert x["main"]["flops_xla"] > 0
+    t = r["timing"]
+    for key in ("step_time_median_s", "step_time_p10_s", "step_time_p90_s", "tokens_per_s",
+                "achieved_flops_per_s"):
+        assert t[key] > 0, key
+    assert t["timed_steps"] >= 50
+    assert r["compiles"]["train_step"] == 1
+    assert r["compiles"]["eval_step"] == 1
+    steps = r["config"]["steps"]
+    assert len(r["train"]["loss"]) == len(r["train"]["lr"]) == steps
+    assert r["final"]["loss_decreased"]
+    assert np.mean(r["train"]["loss"][-10:]) < r["train"]["loss"][0] - 0.5
+    assert r["valid"]["step"][-1] == steps and len(r["valid"]["loss"]) >= 2
+    assert max(r["train"]["lr"]) > 0
+    for plot in ("loss.png", "lr.png"):
+        assert (out / plot).stat().st_size > 1000
+    assert "compilations" in stdout
+
+
+def _same_weight_models():
+    vocab, tokens = 23, jax.random.randint(jax.random.PRNGKey(1), (3, 9), 0, 23)
+    targets = jax.random.randint(jax.random.PRNGKey(2), (3, 9), 0, 23)
+    fast = CharLSTM(vocab, embed=8, hidden=16, layers=2, cell="fast")
+    flax_cell = CharLSTM(vocab, embed=8, hidden=16, layers=2, cell="flax")
+    params = flax_cell.init(jax.random.PRNGKey(0), tokens)
+    return fast, flax_cell, params, tokens, targets
+
+
+def test_cells_share_parameters_and_initialisation():
+    fast, flax_cell, params, tokens, _ = _same_weight_models()
+    fast_params = fast.init(jax.random.PRNGKey(0), tokens)
+    assert jax.tree_util.tree_structure(fast_params) == jax.tree_util.tree_structure(params)
+    for a, b in zip(jax.tree_util.tree_leaves(fast_params), jax.tree_util.tree_leaves(params)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_fast_cell_matches_flax_cell_outputs_and_gradients():
+    fast, flax_cell, params, tokens, targets = _same_weight_models()
+    # Perturb the biases so that every parameter matters.
+    params = jax.tree_util.tree_map(lambda p: p + 0.1 * jnp.sin(jnp.arange(p.size).reshape(p.shape)),
+                                    params)
+    np.testing.assert_allclose(fast.apply(params, tokens), flax_cell.apply(params, tokens),
+                               rtol=1e-5, atol=1e-6)
+
+    def grads(model):
+        return jax.grad(lambda p: cross_entropy(model.apply(p, tokens), targets))(params)
+
+    g_fast, g_flax = grads(fast), grads(flax_cell)
+    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(g_fast),
+                            jax.tree_util.tree_leaves(g_flax)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7,
+                                   err_msg=jax.tree_util.keystr(path))
+
+
+@pytest.mark.parametrize("make_args, flag", [
+    (lambda d: ["--data", str(d / "missing.txt")], "--data"),
+    (lambda d: ["--data", str(d / "empty.txt")], "--data"),
+    (lambda d: ["--data", str(d / "short.txt")], "--data"),
+    (lambda d: ["--hidden", "0"], "--hidden"),
+    (lambda d: ["--batch", "-3"], "--batch"),
+    (lambda d: ["--schedule", "nope"], "--schedule"),
+    (lambda d: ["--optimizer", "nope"], "--optimizer"),
+    (lambda d: ["--devices", "64"], "--devices"),
+    (lambda d: ["--out", str(d / "a_file" / "sub")], "--out"),
+], ids=["missing", "empty", "short", "hidden0", "batch-neg", "schedule", "optimizer",
+        "devices", "out"])
+def test_bad_input_exits_with_one_line_naming_the_flag(tmp_path, capsys, make_args, flag):
+    (tmp_path / "empty.txt").write_text("")
+    (tmp_path / "short.txt").write_text("tiny corpus")
+    (tmp_path / "a_file").write_text("not a directory")
+    args = ["--quick", "--no-progress", "--out", str(tmp_path / "out")]
+    with pytest.raises(SystemExit) as exc:
+        lstm.main(args + make_args(tmp_path))
+    assert exc.value.code != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert flag in err and "Traceback" not in err
+
+
+def test_bad_input_from_the_command_line_has_no_traceback(tmp_path):
+    proc = _run(["--quick", "--data", str(tmp_path / "nope.txt"), "--out", str(tmp_path)])
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "--data" in proc.stderr
+
+
+def test_data_parallel_loss_curve_equals_single_device(tmp_path):
+    env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu"}
+    curves = {}
+    for n in (1, 2):
+        out = tmp_path / f"d{n}"
+        proc = _run(["--quick", "--no-progress", "--steps", "20", "--eval-every", "10",
+                     "--timing-warmup", "2", "--devices", str(n), "--out", str(out)], env)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        r = json.loads((out / "lstm.json").read_text())
+        assert r["xla"]["devices_used"] == n and r["xla"]["device_count"] == 8
+        assert r["compiles"]["train_step"] == 1
+        curves[n] = r
+    np.testing.assert_allclose(curves[2]["train"]["loss"], curves[1]["train"]["loss"], rtol=1e-4)
+    np.testing.assert_allclose(curves[2]["valid"]["loss"], curves[1]["valid"]["loss"], rtol=1e-4)
