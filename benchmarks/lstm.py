@@ -196,6 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="linear warmup length (default: 5%% of --steps)")
     g.add_argument("--plateau", action="store_true",
                    help="chain js.reduce_on_plateau fed with the last validation loss")
+    g.add_argument("--lr-find", action="store_true",
+                   help="run a learning-rate range test (jaxsched.lr_finder), write "
+                        "lr_find.png and lr_find.json, and exit")
+    g.add_argument("--lr-find-steps", type=_positive_int, default=100)
     g = p.add_argument_group("evaluation and measurement")
     g.add_argument("--eval-every", type=_positive_int, default=100)
     g.add_argument("--eval-batches", type=_positive_int, default=8)
@@ -852,6 +856,31 @@ def _max_abs_diff(a: list, b: list) -> float:
     return float(np.max(np.abs(np.asarray(a[:n]) - np.asarray(b[:n]))))
 
 
+def lr_range_test(args, js, corpus, init_params, out) -> dict:
+    """`--lr-find`: an exponentially increasing learning rate in one jitted scan."""
+    import matplotlib
+    matplotlib.use("Agg")
+
+    from benchmarks.lstm_model import CharLSTM, cross_entropy
+
+    model = CharLSTM(corpus.vocab_size, args.embed, args.hidden, args.layers, 0.0,
+                     cell=args.cell, unroll=args.unroll)
+    sampler = corpus_lib.BatchSampler(corpus.train, args.batch, args.seq_len, args.seed)
+    batches = tuple(np.stack(x) for x in zip(*(sampler() for _ in range(args.lr_find_steps))))
+    no_plateau = argparse.Namespace(**{**vars(args), "plateau": False})  # no value= in the scan
+    found = js.lr_finder(lambda p, b: cross_entropy(model.apply(p, b[0]), b[1]), init_params,
+                         lambda lr: build_optimizer(no_plateau, lr, "jaxsched"), batches,
+                         min_lr=1e-6, max_lr=10.0, num_steps=args.lr_find_steps)
+    found.plot().savefig(out / "lr_find.png")
+    summary = {"suggestion": found.suggestion, "num_valid": found.num_valid,
+               "learning_rates": found.learning_rates.tolist(),
+               "losses": [None if np.isnan(v) else v for v in found.losses.tolist()]}
+    (out / "lr_find.json").write_text(json.dumps(summary))
+    print(f"lr range test: suggested --lr {found.suggestion:.3g} ({found.num_valid}/"
+          f"{args.lr_find_steps} steps before divergence); see {out / 'lr_find.png'}")
+    return {"lr_find": {"suggestion": found.suggestion, "num_valid": found.num_valid}}
+
+
 def run(args) -> dict:
     if args.distributed:
         import jax
@@ -901,6 +930,9 @@ def run(args) -> dict:
         tx = build_optimizer(args, schedule, "jaxsched")
         return JaxRunner(name, args, corpus.vocab_size, cell, schedule, tx, init_params, mesh,
                          counter, hyper_fn=js.hyperparams), schedule
+
+    if args.lr_find:
+        return lr_range_test(args, js, corpus, init_params, out)
 
     probe = corpus_lib.BatchSampler(corpus.train, args.batch, args.seq_len, args.seed)()
 

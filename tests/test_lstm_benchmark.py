@@ -152,3 +152,16 @@ def test_data_parallel_loss_curve_equals_single_device(tmp_path):
         curves[n] = r
     np.testing.assert_allclose(curves[2]["train"]["loss"], curves[1]["train"]["loss"], rtol=1e-4)
     np.testing.assert_allclose(curves[2]["valid"]["loss"], curves[1]["valid"]["loss"], rtol=1e-4)
+
+
+def test_lr_find_writes_a_suggestion_and_a_plot(tmp_path):
+    out = tmp_path / "lrf"
+    proc = _run(["--quick", "--lr-find", "--lr-find-steps", "30", "--out", str(out),
+                 "--no-progress"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    found = json.loads((out / "lr_find.json").read_text())
+    lrs = found["learning_rates"]
+    assert len(lrs) == 30 and lrs[0] < lrs[-1]
+    assert lrs[0] <= found["suggestion"] <= lrs[-1]
+    assert 0 < found["num_valid"] <= 30
+    assert (out / "lr_find.png").stat().st_size > 1000
