@@ -127,13 +127,12 @@ def test_gallery_covers_every_schedule():
     assert not missing, f"schedules without a gallery curve: {sorted(missing)}"
 
 
-@pytest.mark.parametrize("page", ["api.md", "gallery.md", "which-schedule.md", "migration.md",
-                                  "README-sections.md"])
+@pytest.mark.parametrize("page", ["docs/api.md", "docs/gallery.md", "docs/which-schedule.md",
+                                  "docs/migration.md", "docs/training-recipes.md", "README.md"])
 def test_docs_relative_links_resolve(page):
-    path = DOCS / page
+    path = REPO / page
     text = path.read_text()
-    # README-sections.md is merged into README.md: its links are relative to the repo root.
-    base = REPO if page == "README-sections.md" else path.parent
+    base = path.parent
     targets = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text)
     for target in targets:
         if re.match(r"[a-z]+://", target):
