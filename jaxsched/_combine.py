@@ -7,8 +7,8 @@ from typing import Any
 import jax.numpy as jnp
 
 from jaxsched import _checks
-from jaxsched._schedule import (Schedule, as_float, as_schedule, as_step, float_dtype,
-                                int_dtype, is_integer, schedule_class)
+from jaxsched._schedule import (Schedule, as_count, as_float, as_schedule, as_step,
+                                float_dtype, int_dtype, is_integer, schedule_class)
 
 
 @schedule_class("constant")
@@ -34,7 +34,9 @@ class Constant(Schedule):
 
 
 def _boundary_array(boundaries: tuple, t) -> Any:
-    if all(is_integer(b) for b in boundaries) and is_integer(t):
+    # as_count: a Python int beyond int32 without x64 is a float, not an overflow.
+    if all(is_integer(b) for b in boundaries) and is_integer(t) and all(
+            jnp.issubdtype(as_count(b).dtype, jnp.integer) for b in boundaries):
         return jnp.asarray(boundaries, dtype=int_dtype())
     return jnp.asarray(boundaries, dtype=float_dtype())
 

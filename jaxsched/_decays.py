@@ -7,11 +7,13 @@ periodic schedules at large steps) these compute the exact value instead.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from jaxsched import _checks
 from jaxsched._schedule import (Array, Schedule, as_count, as_float, float_dtype,
@@ -34,10 +36,11 @@ def _clamp(t: Array, limit: Any) -> Array:
     return jnp.minimum(t.astype(float_dtype()), lim.astype(float_dtype()))
 
 
-def _check_rate_args(owner: str, learning_rate: Any, decay_steps: Any) -> None:
+def _check_rate_args(owner: str, learning_rate: Any, decay_steps: Any,
+                     steps_name: str = "decay_steps") -> None:
     _checks.number(owner, "learning_rate", learning_rate, lo=0)
-    _checks.number(owner, "decay_steps", decay_steps, lo=0, lo_open=True)
-    _checks.custom(owner, "decay_steps", decay_steps, _checks.finite_float, "be finite")
+    _checks.number(owner, steps_name, decay_steps, lo=0, lo_open=True)
+    _checks.custom(owner, steps_name, decay_steps, _checks.finite_float, "be finite")
 
 
 @schedule_class("exponential_decay")
@@ -249,15 +252,16 @@ class CosineDecay(Schedule):
         return as_float(self.learning_rate) * ((1 - alpha) * c + alpha)
 
 
+@functools.partial(jax.jit, static_argnums=2)
 def _pow_by_squaring(base: Array, n: Array, bits: int) -> Array:
     """`base ** n` for integral `n >= 0` by repeated squaring (exact for exact powers)."""
-    result = jnp.ones_like(base * n)
-    for _ in range(bits):
+    def body(_, carry):  # a rolled loop: unrolled, it takes seconds to compile
+        result, base, n = carry
         odd = jnp.mod(n, 2) == 1
-        result = jnp.where(odd, result * base, result)
-        base = base * base
-        n = jnp.floor_divide(n, 2)
-    return result
+        return jnp.where(odd, result * base, result), base * base, jnp.floor_divide(n, 2)
+
+    result = jnp.ones_like(base * n)
+    return lax.fori_loop(0, bits, body, (result, base.astype(result.dtype), n))[0]
 
 
 def _sat_mul(x: Array, y: Array, top: int) -> tuple[Array, Array]:
@@ -266,6 +270,7 @@ def _sat_mul(x: Array, y: Array, top: int) -> tuple[Array, Array]:
     return jnp.where(over, top, x * y), over
 
 
+@jax.jit
 def _int_period_start(a: Array, r: Array, i: Array) -> tuple[Array, Array]:
     """Start step of period `i` for integer `first = a`, `t_mul = r` (exact).
 
@@ -274,19 +279,19 @@ def _int_period_start(a: Array, r: Array, i: Array) -> tuple[Array, Array]:
     """
     top = jnp.iinfo(i.dtype).max
     bits = 64 if i.dtype == jnp.int64 else 32
-    power = jnp.ones_like(i)
-    over = jnp.zeros(i.shape, bool)
-    base, n = r, i
-    for _ in range(bits):
-        odd = (n % 2) == 1
-        prod, o = _sat_mul(power, base, top)
-        power = jnp.where(odd, prod, power)
-        over = over | (odd & o)
-        base_sq, o2 = _sat_mul(base, base, top)
-        over = over | (o2 & ((n // 2) > 0))
-        base = base_sq
-        n = n // 2
-    geometric = (power - 1) // jnp.maximum(r - 1, 1)
+    # count = 1 + r + ... + r**(i-1) by Horner's rule, not (r**i - 1) / (r - 1):
+    # r**i can overflow where the start itself fits (r = 2, i = 31 in int32).
+    # For r >= 2 the count exceeds `top` before i reaches `bits`.
+    def body(j, carry):
+        geometric, over = carry
+        prod, o = _sat_mul(geometric, r, top)
+        o = o | (prod == top)
+        active = j < i
+        geometric = jnp.where(active, jnp.where(o, top, prod + 1), geometric)
+        return geometric, over | (active & o)
+
+    geometric, over = lax.fori_loop(0, bits, body, (jnp.zeros_like(i), i > bits))
+    over = over & (r != 1)
     count = jnp.where(r == 1, i, geometric)
     start, o3 = _sat_mul(count, a, top)
     return start, over | o3
@@ -306,9 +311,11 @@ class CosineDecayRestarts(Schedule):
     form that can land on the wrong side of an exact restart step; here the
     period is corrected against exactly computed period starts (integer
     arithmetic when `first_decay_steps` and `t_mul` are whole numbers and the
-    step is an integer; otherwise float, exact under x64 and for restart steps
-    below 2**24 in float32). PyTorch's `CosineAnnealingWarmRestarts(T_0,
-    T_mult, eta_min)` is `t_mul=T_mult, m_mul=1, alpha=eta_min/lr`.
+    step is an integer; otherwise float, where a restart whose exact start
+    lies within rounding of an integer, about 1e-16 relative under x64 and
+    1e-6 relative in float32, can move by a step). PyTorch's
+    `CosineAnnealingWarmRestarts(T_0, T_mult, eta_min)` is `t_mul=T_mult,
+    m_mul=1, alpha=eta_min/lr`.
 
     Args:
       learning_rate: initial value, >= 0.
@@ -331,7 +338,8 @@ class CosineDecayRestarts(Schedule):
     alpha: Any = 0.0
 
     def __post_init__(self):
-        _check_rate_args(self.name, self.learning_rate, self.first_decay_steps)
+        _check_rate_args(self.name, self.learning_rate, self.first_decay_steps,
+                         "first_decay_steps")
         _checks.number(self.name, "t_mul", self.t_mul, lo=0, lo_open=True)
         _checks.custom(self.name, "t_mul", self.t_mul, _checks.finite_float, "be finite")
         _checks.number(self.name, "m_mul", self.m_mul, lo=0, hi=1)
@@ -350,16 +358,25 @@ class CosineDecayRestarts(Schedule):
             geometric = a * (_pow_by_squaring(rs, i, 64) - 1) / (rs - 1)
             return jnp.where(one, a * i, geometric)
 
+        def reached(i):
+            # tf >= start(i), cross-multiplied: XLA turns a division by a scalar
+            # into a multiplication by its reciprocal, which can put an exact
+            # integer restart step (first_decay_steps itself) one ulp late.
+            p = _pow_by_squaring(rs, i, 64)
+            return jnp.where(one, tf >= a * i, tf * jnp.abs(rs - 1) >= a * jnp.abs(p - 1))
+
         arg = 1 - tf / a * (1 - rs)
         tiny = jnp.finfo(fdt).tiny
         est = jnp.floor(jnp.log(jnp.maximum(arg, tiny)) / jnp.log(rs))
         i = jnp.maximum(jnp.where(one, jnp.floor(tf / a), est), 0)
         i = jnp.minimum(i, 2.0**62)
         for _ in range(2):  # correct the closed form's rounding at boundaries
-            i = i - (tf < start(i)).astype(fdt) + (tf >= start(i + 1)).astype(fdt)
+            i = i - (~reached(i)).astype(fdt) + reached(i + 1).astype(fdt)
             i = jnp.maximum(i, 0)
         length = a * jnp.where(one, 1, _pow_by_squaring(rs, i, 64))
-        f = (tf - start(i)) / length
+        # With t_mul < 1 the periods shrink to nothing at a finite step; past it
+        # the length underflows to 0: count the (vanished) period as done.
+        f = jnp.where(length > 0, (tf - start(i)) / jnp.where(length > 0, length, 1), 1)
 
         if is_integer(t):
             # Exact integer arithmetic for whole-number first_decay_steps and t_mul.
@@ -368,14 +385,18 @@ class CosineDecayRestarts(Schedule):
             top = float(jnp.iinfo(idt).max)
             ai = jnp.where(whole, jnp.clip(a, 1, top), 1).astype(idt)
             ri = jnp.where(whole, jnp.clip(r, 1, 64), 1).astype(idt)
-            ii = jnp.clip(i, 0, top).astype(idt)
+            # t_mul == 1: the float estimate of i is off by many at large steps.
+            ii = jnp.where(ri == 1, t // ai, jnp.clip(i, 0, top).astype(idt))
             for _ in range(2):
                 s0, o0 = _int_period_start(ai, ri, ii)
-                s1, o1 = _int_period_start(ai, ri, ii + 1)
+                last = ii == jnp.iinfo(idt).max  # no period ii + 1 in this dtype
+                s1, o1 = _int_period_start(ai, ri, jnp.where(last, ii, ii + 1))
+                o1 = o1 | last
                 ii = ii - ((t < s0) | o0).astype(idt) + ((t >= s1) & ~o1).astype(idt)
                 ii = jnp.maximum(ii, 0)
             s0, _ = _int_period_start(ai, ri, ii)
-            f_int = (t - s0).astype(fdt) / (a * _pow_by_squaring(rs, ii.astype(fdt), 64))
+            length_int = a * jnp.where(one, 1, _pow_by_squaring(rs, ii.astype(fdt), 64))
+            f_int = (t - s0).astype(fdt) / length_int
             i = jnp.where(whole, ii.astype(fdt), i)
             f = jnp.where(whole, f_int, f)
         return i, jnp.clip(f, 0, 1)
@@ -444,7 +465,7 @@ def _is_key(seed: Any) -> bool:
 
 
 @schedule_class("noisy_linear_cosine_decay")
-class NoisyLinearCosineDecay(LinearCosineDecay):
+class NoisyLinearCosineDecay(Schedule):
     """Linear cosine decay with Gaussian noise on the linear part.
 
     As `linear_cosine_decay` with `linear + eps` in place of `linear`:
@@ -477,8 +498,13 @@ class NoisyLinearCosineDecay(LinearCosineDecay):
     beta: Any = 0.001
     seed: Any = 0
 
+    # Not a subclass of LinearCosineDecay: dataclass inheritance would keep the
+    # parent's field order, so positional arguments would not follow TensorFlow's
+    # (learning_rate, decay_steps, initial_variance, variance_decay, ...).
+    _parts = LinearCosineDecay._parts
+
     def __post_init__(self):
-        super().__post_init__()
+        LinearCosineDecay.__post_init__(self)
         _checks.number(self.name, "initial_variance", self.initial_variance, lo=0)
         _checks.number(self.name, "variance_decay", self.variance_decay, lo=0)
         if not (_is_key(self.seed) or _checks.is_traced(self.seed)):

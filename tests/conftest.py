@@ -1,13 +1,11 @@
-"""Shared test setup.
+"""Test configuration.
 
-Tests in tests/x64/ need `jax_enable_x64`, a process-wide switch read at
-import; tests/test_x64.py runs them in their own process with JAX_ENABLE_X64=1,
-so the normal run does not collect them.
+`tests/x64/` needs `jax_enable_x64`, a process-wide switch read early, so it
+runs in its own process with JAX_ENABLE_X64=1 (started by
+`tests/test_x64.py`). A normal run does not collect it.
 """
 
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(__file__))  # tests import `reference`
-
-collect_ignore = ["x64"]
+_X64 = os.environ.get("JAX_ENABLE_X64", "").strip().lower() in ("1", "true", "yes", "on")
+collect_ignore = [] if _X64 else ["x64"]
