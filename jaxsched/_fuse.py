@@ -60,7 +60,7 @@ def _spec(tx: Any) -> dict:
     return getattr(tx.init, "jaxsched_spec", None) or {"kind": "foreign"}
 
 
-def _layout(tree: PyTree, masked: list, bucket_size: int) -> _Layout:
+def _layout(tree: PyTree, masked: list, bucket_size: int, max_fused_size: int) -> _Layout:
     flat, treedef = jax.tree_util.tree_flatten_with_path(tree)
     paths = tuple(jax.tree_util.keystr(p) for p, _ in flat)
     shapes = tuple(tuple(np.shape(x)) for _, x in flat)
@@ -74,10 +74,13 @@ def _layout(tree: PyTree, masked: list, bucket_size: int) -> _Layout:
                              f"parameters ({describe_difference(mtree, tree)}).")
         mask_bits.append([bool(b) for b in jax.tree.leaves(mtree)])
     groups: dict = {}
+    buckets = []
     for i in range(len(flat)):
+        if math.prod(shapes[i]) > max_fused_size:
+            buckets.append((i,))  # large: updated on its own, no copy
+            continue
         key = (str(dtypes[i]),) + tuple(bits[i] for bits in mask_bits)
         groups.setdefault(key, []).append(i)
-    buckets = []
     for key in groups:
         idx = groups[key]
         for start in range(0, len(idx), bucket_size):
@@ -103,13 +106,15 @@ def _concat(leaves: list, bucket: tuple) -> jax.Array:
     return parts[0] if len(parts) == 1 else jnp.concatenate(parts)
 
 
-def fuse(transform: optax.GradientTransformation,
-         bucket_size: int = 8) -> optax.GradientTransformationExtraArgs:
+def fuse(transform: optax.GradientTransformation, bucket_size: int = 8,
+         max_fused_size: int = 4096) -> optax.GradientTransformationExtraArgs:
     """Run `transform` on flat buffers, a few arrays at a time: fast for many arrays.
 
-    The arrays are grouped by dtype (and by weight-decay mask), concatenated
-    in buckets of at most `bucket_size` arrays, updated by `transform` one
-    bucket at a time, and sliced back into the tree. The numbers are those of
+    Arrays of at most `max_fused_size` elements are grouped by dtype (and by
+    weight-decay mask), concatenated in buckets of at most `bucket_size`
+    arrays, updated by `transform` one bucket at a time, and sliced back into
+    the tree; larger arrays are updated on their own, without a copy (for
+    them a kernel launch costs less than the concatenation would). The numbers are those of
     `transform` on the tree; the run time and compile time of trees of many
     small arrays drop several-fold (see benchmarks/update.py). The state holds
     one buffer per bucket, so it is not sharded like the parameters: keep
@@ -123,6 +128,8 @@ def fuse(transform: optax.GradientTransformation,
       transform: the transformation to run on the flat view.
       bucket_size: the most arrays in one buffer, an int >= 1. Small buckets
         keep compile time low (XLA is slow with many slices of one buffer).
+      max_fused_size: arrays with more elements are not concatenated, an int
+        >= 0 (0 updates every array on its own).
 
     Raises:
       TypeError: if `transform` contains a per-array transformation.
@@ -139,6 +146,7 @@ def fuse(transform: optax.GradientTransformation,
         raise TypeError(f"`fuse(transform=...)` must be an optax GradientTransformation, "
                         f"got {type(transform).__name__} {transform!r}.")
     _checks.integer("fuse", "bucket_size", bucket_size, lo=1)
+    _checks.integer("fuse", "max_fused_size", max_fused_size, lo=0)
     members = _members(transform)
     for m in members:
         if _spec(m)["kind"] == "per_leaf":
@@ -154,7 +162,7 @@ def fuse(transform: optax.GradientTransformation,
         key = (treedef, tuple(tuple(np.shape(x)) for x in jax.tree.leaves(tree)),
                tuple(str(jnp.result_type(x)) for x in jax.tree.leaves(tree)))
         if key not in cache:
-            layout = _layout(tree, masked, bucket_size)
+            layout = _layout(tree, masked, bucket_size, max_fused_size)
             inner = optax.with_extra_args_support(_rebuild(transform, masked, layout.masks))
             cache[key] = (layout, inner)
         return cache[key]

@@ -197,3 +197,16 @@ def test_sharded_parameters_on_eight_cpu_devices():
     out = subprocess.run([sys.executable, "-c", SHARDED], env=env, capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-3000:]
+
+
+def test_fuse_leaves_large_arrays_unconcatenated():
+    params = {"big": jnp.ones((5000,)), "s1": jnp.ones((3,)), "s2": jnp.ones((2, 2))}
+    state = js.fuse(js.adam(1e-3)).init(params)
+    assert sorted(m.shape for m in state.inner[0].mu) == [(7,), (5000,)]
+    state = js.fuse(js.adam(1e-3), max_fused_size=0).init(params)
+    assert sorted(m.shape for m in state.inner[0].mu) == [(3,), (4,), (5000,)]
+    plain, _ = _run(js.adam(1e-2), params, steps=5)
+    fused, _ = _run(js.fuse(js.adam(1e-2), max_fused_size=10), params, steps=5)
+    _assert_trees_close(fused, plain, rtol=1e-6)
+    with pytest.raises(ValueError, match=r"`fuse\(max_fused_size=...\)` must be >= 0, got -1"):
+        js.fuse(js.adam(1e-3), max_fused_size=-1)
