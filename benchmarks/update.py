@@ -72,10 +72,21 @@ def step_fn(tx):
 
 
 def loop_fn(tx, repeats: int):
+    """`repeats` updates in one program.
+
+    The barrier keeps each iteration's update whole: without it XLA unrolls
+    the loop, fuses consecutive updates into one pass over memory and hoists
+    the (loop-invariant) gradient norm, which no training loop could do.
+    """
     step = step_fn(tx)
 
+    def body(_, carry):
+        params, state, grads = jax.lax.optimization_barrier(carry)
+        return (*step(params, state, grads), grads)
+
     def run(params, state, grads):
-        return jax.lax.fori_loop(0, repeats, lambda _, ps: step(*ps, grads), (params, state))
+        params, state, _ = jax.lax.fori_loop(0, repeats, body, (params, state, grads))
+        return params, state
     return run
 
 
@@ -88,8 +99,8 @@ def copy_bandwidth(num_params: int, reps: int = 20, loop: int = 10) -> dict:
     """
     x = jnp.ones((num_params,), jnp.float32)
     once = jax.jit(lambda x: x * 1.0001, donate_argnums=0)
-    looped = jax.jit(lambda x: jax.lax.fori_loop(0, loop, lambda _, y: y * 1.0001, x),
-                     donate_argnums=0)
+    looped = jax.jit(lambda x: jax.lax.fori_loop(
+        0, loop, lambda _, y: jax.lax.optimization_barrier(y) * 1.0001, x), donate_argnums=0)
     result = {}
     for kind, f, n in (("call", once, 1), ("program", looped, loop)):
         x = f(x)
