@@ -118,44 +118,25 @@ class _Parser(argparse.ArgumentParser):
         fail(message)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-    return value
+def _bounded(convert, expected: str, bound: str, ok):
+    """An argparse type: `convert(text)`, rejected with a one-line message unless `ok`."""
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not ok(value):
+            shown = value if convert is int else text
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {shown}")
+        return value
+    return parse
 
 
-def _nonneg_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0 or not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
-
-
-def _nonneg_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not value >= 0 or not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
+_positive_int = _bounded(int, "a positive integer", "positive", lambda v: v > 0)
+_nonneg_int = _bounded(int, "an integer >= 0", ">= 0", lambda v: v >= 0)
+_positive_float = _bounded(float, "a positive number", "positive",
+                           lambda v: v > 0 and math.isfinite(v))
+_nonneg_float = _bounded(float, "a number >= 0", ">= 0", lambda v: v >= 0 and math.isfinite(v))
 
 
 def _dropout(text: str) -> float:
