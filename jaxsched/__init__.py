@@ -10,6 +10,7 @@ from jaxsched._cyclical import cyclic, one_cycle
 from jaxsched._decays import (cosine_decay, cosine_decay_restarts, exponential_decay,
                               inverse_time_decay, linear_cosine_decay, natural_exp_decay,
                               noisy_linear_cosine_decay, polynomial_decay)
+from jaxsched._flat import FlatParams, flat_params
 from jaxsched._fuse import FuseState, fuse
 from jaxsched._hyper import hyperparams
 from jaxsched._lr_finder import LRFinderResult, lr_finder, plot_lr_finder
