@@ -2,12 +2,18 @@
 
 The update is `clip_by_global_norm(1.0)` then `adamw(cosine schedule)`, applied
 to the parameters, for trees of 1 to 5,000 arrays holding 1M or 10M float32
-parameters. Three optimizers run side by side, alternating repetitions so
-machine noise hits all of them:
+parameters. Five sides run side by side, alternating repetitions so machine
+noise hits all of them:
 
 - `optax`:        optax.chain(optax.clip_by_global_norm, optax.adamw)
 - `jaxsched`:     js.chain(js.clip_by_global_norm, js.adamw)        (per array)
 - `jaxsched_fused`: js.fuse(the same chain)                           (bucketed flat state)
+- `jaxsched_flat`: the same chain on `js.flat_params(tree)`: parameters, gradients
+  and state are one buffer; the gradient arrives flat, as `jax.grad` through
+  `FlatParams.unflatten()` returns it
+- `jaxsched_flat_concat`: as `jaxsched_flat`, but the timed program also
+  concatenates the gradient tree into the buffer: the most that flat
+  parameters add to a backward pass
 
 Two times are reported for each:
 - per call: one jitted call of the update, as a training loop makes it; this
@@ -61,24 +67,48 @@ def optimizers(decay_steps: int = 10_000) -> dict:
         "jaxsched": js.chain(js.clip_by_global_norm(1.0), js.adamw(lr_js, weight_decay=1e-4)),
         "jaxsched_fused": js.fuse(js.chain(js.clip_by_global_norm(1.0),
                                            js.adamw(lr_js, weight_decay=1e-4))),
+        "jaxsched_flat": js.chain(js.clip_by_global_norm(1.0),
+                                  js.adamw(lr_js, weight_decay=1e-4)),
+        "jaxsched_flat_concat": js.chain(js.clip_by_global_norm(1.0),
+                                         js.adamw(lr_js, weight_decay=1e-4)),
     }
 
 
-def step_fn(tx):
+FLAT_SIDES = ("jaxsched_flat", "jaxsched_flat_concat")
+MANY_ARRAY_SIDES = ("jaxsched_fused",) + FLAT_SIDES  # run at every tree size
+
+
+def flat_gradients(flat: js.FlatParams, grads: dict) -> js.FlatParams:
+    """The gradient tree as `jax.grad` through `flat.unflatten()` returns it: one concatenation."""
+    _, pullback = jax.vjp(lambda f: f.unflatten(), flat)
+    return pullback(grads)[0]
+
+
+def side_inputs(name: str, params: dict, grads: dict) -> tuple:
+    """(params, grads) in the form the side's update takes."""
+    if name not in FLAT_SIDES:
+        return params, grads
+    flat = js.flat_params(params)
+    return flat, (jax.jit(flat_gradients)(flat, grads) if name == "jaxsched_flat" else grads)
+
+
+def step_fn(tx, concat_grads: bool = False):
     def step(params, state, grads):
+        if concat_grads:
+            grads = flat_gradients(params, grads)
         updates, state = tx.update(grads, state, params)
         return optax.apply_updates(params, updates), state
     return step
 
 
-def loop_fn(tx, repeats: int):
+def loop_fn(tx, repeats: int, concat_grads: bool = False):
     """`repeats` updates in one program.
 
     The barrier keeps each iteration's update whole: without it XLA unrolls
     the loop, fuses consecutive updates into one pass over memory and hoists
     the (loop-invariant) gradient norm, which no training loop could do.
     """
-    step = step_fn(tx)
+    step = step_fn(tx, concat_grads)
 
     def body(_, carry):
         params, state, grads = jax.lax.optimization_barrier(carry)
@@ -123,20 +153,23 @@ def hlo_op_count(compiled) -> int:
 def measure_shape(num_arrays: int, num_params: int, donate: bool, reps: int, loop: int,
                   names: list[str]) -> dict:
     """Compile each optimizer for one shape and time it, alternating."""
-    params = make_tree(num_arrays, num_params)
-    grads = jax.tree.map(lambda p: jnp.full_like(p, 0.01), params)
+    tree = make_tree(num_arrays, num_params)
+    tree_grads = jax.tree.map(lambda p: jnp.full_like(p, 0.01), tree)
     txs = {k: v for k, v in optimizers().items() if k in names}
     result: dict = {"arrays": num_arrays, "params": num_params, "donate": donate}
-    compiled, looped, states = {}, {}, {}
+    compiled, looped, states, side_grads = {}, {}, {}, {}
     for name, tx in txs.items():
-        jitted = jax.jit(step_fn(tx), donate_argnums=(0, 1) if donate else ())
+        params, grads = side_inputs(name, tree, tree_grads)
+        side_grads[name] = grads
+        concat = name == "jaxsched_flat_concat"
+        jitted = jax.jit(step_fn(tx, concat), donate_argnums=(0, 1) if donate else ())
         state = tx.init(params)
         t0 = time.perf_counter()
         lowered = jitted.lower(params, state, grads)
         t1 = time.perf_counter()
         compiled[name] = lowered.compile()
         t2 = time.perf_counter()
-        looped[name] = jax.jit(loop_fn(tx, loop), donate_argnums=(0, 1)).lower(
+        looped[name] = jax.jit(loop_fn(tx, loop, concat), donate_argnums=(0, 1)).lower(
             params, state, grads).compile()
         result[name] = {"lower_s": t1 - t0, "compile_s": t2 - t1,
                         "hlo_ops": hlo_op_count(compiled[name]), "call_s": [], "program_s": []}
@@ -144,18 +177,21 @@ def measure_shape(num_arrays: int, num_params: int, donate: bool, reps: int, loo
     for name in txs:  # warm up
         p, s = states[name]
         for _ in range(3):
-            p, s = compiled[name](p, s, grads)
+            p, s = compiled[name](p, s, side_grads[name])
         jax.block_until_ready(p)
         states[name] = (p, s)
-    for _ in range(reps):
-        for name in txs:
+    order = list(txs)
+    for rep in range(reps):
+        # Rotate the order, so that each side follows every other one equally
+        # often: a side that frees thousands of buffers slows the next call.
+        for name in order[rep % len(order):] + order[:rep % len(order)]:
             p, s = states[name]
             t = time.perf_counter()
-            p, s = compiled[name](p, s, grads)
+            p, s = compiled[name](p, s, side_grads[name])
             jax.block_until_ready((p, s))
             result[name]["call_s"].append(time.perf_counter() - t)
             t = time.perf_counter()
-            p, s = looped[name](p, s, grads)
+            p, s = looped[name](p, s, side_grads[name])
             jax.block_until_ready((p, s))
             result[name]["program_s"].append((time.perf_counter() - t) / loop)
             states[name] = (p, s)
@@ -214,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
                              "many arrays: they take minutes to compile (optax: 363 s at 5,000)")
     parser.add_argument("--max-arrays-10m", type=int, default=1000,
                         help="largest tree measured at 10M parameters")
+    parser.add_argument("--sides", default=",".join(optimizers()),
+                        help="comma-separated subset of the sides to run")
     parser.add_argument("--quick", action="store_true", help="a small table for tests")
     parser.add_argument("--out", default="results/update", help="folder for update.json/.md")
     parser.add_argument("--refloor", metavar="JSON",
@@ -244,7 +282,11 @@ def main(argv: list[str] | None = None) -> int:
         print(table)
         return 0
     donations = {"both": [False, True], "yes": [True], "no": [False]}[args.donate]
-    names = list(optimizers())
+    names = [x for x in args.sides.split(",") if x]
+    unknown = sorted(set(names) - set(optimizers()))
+    if unknown or not names:
+        raise SystemExit(f"error: --sides must name some of {', '.join(optimizers())}, "
+                         f"got {args.sides!r}")
     floor = {str(n): copy_bandwidth(n) for n in sizes}
     results = []
     try:
@@ -252,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
             for a in arrays:
                 if a > n or (n >= 10_000_000 and a > args.max_arrays_10m):
                     continue
-                run = [k for k in names if k == "jaxsched_fused" or a <= args.per_array_max_arrays]
+                run = [k for k in names if k in MANY_ARRAY_SIDES or a <= args.per_array_max_arrays]
                 for donate in donations:
                     r = measure_shape(a, n, donate, args.reps, args.loop, run)
                     results.append(r)

@@ -18,12 +18,13 @@ def test_quick_update_benchmark_writes_json_and_markdown(tmp_path):
     shapes = {(r["arrays"], r["params"]) for r in report["results"]}
     assert shapes == {(1, 20000), (20, 20000)}
     for r in report["results"]:
-        for name in ("optax", "jaxsched", "jaxsched_fused"):
+        for name in ("optax", "jaxsched", "jaxsched_fused", "jaxsched_flat",
+                     "jaxsched_flat_concat"):
             m = r[name]
             assert m["call_median_s"] > 0 and m["program_median_s"] > 0
             assert m["compile_s"] > 0 and m["hlo_ops"] > 0
     table = (out / "update.md").read_text()
-    assert table.count("\n") == 2 + 2 * 3  # header, rule, 2 shapes x 3 optimizers
+    assert table.count("\n") == 2 + 2 * 5  # header, rule, 2 shapes x 5 sides
 
 
 def test_update_benchmark_rejects_bad_flags(tmp_path):
