@@ -1,8 +1,5 @@
 """`flat_params`: a tree held as flat buffers trains exactly as the tree does."""
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import jax
@@ -12,7 +9,7 @@ import optax
 import pytest
 
 import jaxsched as js
-from test_fuse import _assert_trees_close, _grads, _tree
+from test_fuse import _assert_trees_close, _grads, _tree, run_on_eight_cpu_devices
 
 
 def _decay_mask(tree):
@@ -197,11 +194,7 @@ SHARDED = textwrap.dedent("""
 
 
 def test_sharded_buffers_on_eight_cpu_devices():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
-               JAX_PLATFORMS="cpu")
-    out = subprocess.run([sys.executable, "-c", SHARDED], env=env, capture_output=True,
-                         text=True, timeout=300)
-    assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-3000:]
+    run_on_eight_cpu_devices(SHARDED)
 
 
 def test_layout_is_shared_so_jit_keys_cheaply_and_pickles():

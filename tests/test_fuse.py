@@ -191,12 +191,17 @@ SHARDED = textwrap.dedent("""
 """)
 
 
-def test_sharded_parameters_on_eight_cpu_devices():
+def run_on_eight_cpu_devices(code: str) -> None:
+    """Run `code` in a fresh process with 8 CPU devices; it must print OK."""
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
                JAX_PLATFORMS="cpu")
-    out = subprocess.run([sys.executable, "-c", SHARDED], env=env, capture_output=True,
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-3000:]
+
+
+def test_sharded_parameters_on_eight_cpu_devices():
+    run_on_eight_cpu_devices(SHARDED)
 
 
 def test_fuse_leaves_large_arrays_unconcatenated():
