@@ -167,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("optimization")
     g.add_argument("--steps", type=_positive_int, default=600)
     g.add_argument("--optimizer", default="adamw", help=f"one of {', '.join(OPTIMIZERS)}")
+    g.add_argument("--flat-params", action="store_true",
+                   help="hold the jaxsched side's parameters in js.flat_params (one buffer "
+                   "per dtype; the model reads views, gradients come back flat)")
     g.add_argument("--lr", type=_positive_float, default=None,
                    help="peak learning rate (default depends on --optimizer)")
     g.add_argument("--weight-decay", type=_nonneg_float, default=1e-4, help="adamw only")
@@ -473,7 +476,7 @@ class JaxRunner:
     """A flax model trained by one jitted, donated train step on a device mesh."""
 
     def __init__(self, name, args, vocab_size, cell, schedule, tx, init_params, mesh,
-                 counter, hyper_fn=None):
+                 counter, hyper_fn=None, flat_params=False):
         import jax
         import jax.numpy as jnp
         from jax.sharding import NamedSharding, PartitionSpec as P
@@ -489,12 +492,16 @@ class JaxRunner:
         self.replicated = NamedSharding(mesh, P())
         model, plateau = self.model, args.plateau
         dropout_key = jax.random.PRNGKey(args.seed + 1)
+        flat = flat_params and getattr(args, "flat_params", False)
+
+        def tree(p):
+            return p.unflatten() if flat else p
 
         def train_step(params, opt_state, inputs, targets, step, last_eval_loss):
             rng = jax.random.fold_in(dropout_key, step)
 
             def loss_fn(p):
-                logits = model.apply(p, inputs, train=True, rngs={"dropout": rng})
+                logits = model.apply(tree(p), inputs, train=True, rngs={"dropout": rng})
                 return cross_entropy(logits, targets)
 
             loss, grads = jax.value_and_grad(loss_fn)(params)
@@ -511,7 +518,7 @@ class JaxRunner:
             return params, opt_state, metrics
 
         def eval_step(params, inputs, targets):
-            return cross_entropy(model.apply(params, inputs, train=False), targets)
+            return cross_entropy(model.apply(tree(params), inputs, train=False), targets)
 
         self.fun_name = f"train_step_{name.replace('-', '_')}"
         train_step.__name__ = train_step.__qualname__ = self.fun_name
@@ -523,7 +530,11 @@ class JaxRunner:
                                   out_shardings=(rep, rep, rep))
         self.eval_step = jax.jit(eval_step, in_shardings=(rep, dat, dat), out_shardings=rep)
         # Every side gets its own copy of the same initial weights.
-        self.params = jax.device_put(jax.tree_util.tree_map(jnp.array, init_params), rep)
+        self.params = jax.tree_util.tree_map(jnp.array, init_params)
+        if flat:
+            import jaxsched as js
+            self.params = js.flat_params(self.params)
+        self.params = jax.device_put(self.params, rep)
         self.opt_state = jax.device_put(tx.init(self.params), rep)
         self.last_eval = np.float32(10.0)
         self.report = None
@@ -910,7 +921,7 @@ def run(args) -> dict:
         schedule = build_schedule(js, schedule_name, args.lr, args.steps, args.warmup_steps)
         tx = build_optimizer(args, schedule, "jaxsched")
         return JaxRunner(name, args, corpus.vocab_size, cell, schedule, tx, init_params, mesh,
-                         counter, hyper_fn=js.hyperparams), schedule
+                         counter, hyper_fn=js.hyperparams, flat_params=True), schedule
 
     if args.lr_find:
         return lr_range_test(args, js, corpus, init_params, out)

@@ -165,3 +165,17 @@ def test_lr_find_writes_a_suggestion_and_a_plot(tmp_path):
     assert lrs[0] <= found["suggestion"] <= lrs[-1]
     assert 0 < found["num_valid"] <= 30
     assert (out / "lr_find.png").stat().st_size > 1000
+
+
+def test_flat_params_side_trains_like_the_tree(tmp_path, quick_result):
+    _, tree_run, _ = quick_result
+    out = tmp_path / "flat"
+    proc = _run(["--quick", "--no-progress", "--flat-params", "--out", str(out)])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    flat_run = json.loads((out / "lstm.json").read_text())
+    assert flat_run["config"]["flat_params"] is True
+    assert flat_run["compiles"]["train_step"] == 1
+    # Same model, data and optimizer: the curves differ only by float32 rounding
+    # (the global-norm sum adds the gradients in another order).
+    np.testing.assert_allclose(flat_run["train"]["loss"], tree_run["train"]["loss"], rtol=1e-4)
+    np.testing.assert_allclose(flat_run["valid"]["loss"], tree_run["valid"]["loss"], rtol=1e-4)
