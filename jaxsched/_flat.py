@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Mapping
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -97,7 +98,7 @@ def _unflatten_bwd(layout, _, cotangents):
 _unflatten.defvjp(_unflatten_fwd, _unflatten_bwd)
 
 
-@jax.tree_util.register_pytree_node_class
+@jax.tree_util.register_pytree_with_keys_class
 class FlatParams:
     """A parameter tree stored as one flat buffer per dtype and group.
 
@@ -124,6 +125,12 @@ class FlatParams:
     def tree_flatten(self):
         return self.buffers, self.layout
 
+    def tree_flatten_with_keys(self):
+        """Each buffer keyed by its dtype and label, e.g. `['float32/True']`."""
+        keys = [jax.tree_util.DictKey(d if label is None else f"{d}/{label}")
+                for d, label in zip(self.layout.dtypes, self.layout.labels)]
+        return list(zip(keys, self.buffers)), self.layout
+
     @classmethod
     def tree_unflatten(cls, layout, buffers):
         return cls(buffers, layout)
@@ -136,6 +143,11 @@ class FlatParams:
         """
         leaves = _unflatten(self.layout, self.buffers)
         return jax.tree.unflatten(self.layout.treedef, leaves)
+
+    def __contains__(self, key) -> bool:
+        """`key in flat` is `key in flat.unflatten()`, without building the views."""
+        skeleton = jax.tree.unflatten(self.layout.treedef, [0] * len(self.layout.shapes))
+        return isinstance(skeleton, Mapping) and key in skeleton
 
     def labels(self) -> "FlatParams":
         """A `FlatParams` holding each buffer's group label in place of the buffer.

@@ -207,3 +207,39 @@ def test_layout_is_shared_so_jit_keys_cheaply_and_pickles():
     assert back.layout is flat.layout
     np.testing.assert_array_equal(back.buffers[0], flat.buffers[0])
     assert js.flat_params({"w": jnp.ones(3)}).layout is not flat.layout
+
+
+def test_interop_train_state_multisteps_inject_and_checkpoint(tmp_path):
+    import orbax.checkpoint as ocp
+    from flax.training import train_state
+
+    tree = {"w": jnp.full((3, 3), 0.5), "b": jnp.zeros(3), "h": jnp.ones(2, jnp.bfloat16)}
+    flat = js.flat_params(tree, group=_decay_mask)
+    keys = [jax.tree_util.keystr(k) for k, _ in jax.tree_util.tree_flatten_with_path(flat)[0]]
+    assert keys == ["['float32/False']", "['bfloat16/False']", "['float32/True']"]
+    assert "w" in flat and "missing" not in flat
+    grads = jax.tree.map(jnp.ones_like, flat)
+    opt = js.adamw(1e-2, weight_decay=0.1, mask=flat.labels())
+
+    state = train_state.TrainState.create(apply_fn=None, params=flat, tx=opt)
+    state = jax.jit(lambda s, g: s.apply_gradients(grads=g))(state, grads)
+    updates, _ = opt.update(grads, opt.init(flat), flat)
+    expected = optax.apply_updates(flat, updates)
+    for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(expected)):
+        np.testing.assert_array_equal(np.asarray(a, np.float32), np.asarray(b, np.float32))
+
+    for tx in (optax.MultiSteps(opt, 2), optax.inject_hyperparams(optax.adamw)(1e-2)):
+        u, _ = jax.jit(tx.update)(grads, tx.init(flat), flat)
+        assert isinstance(u, js.FlatParams) and u.layout is flat.layout
+
+    ckptr = ocp.StandardCheckpointer()
+    ckptr.save(tmp_path / "ckpt", {"params": flat, "opt": opt.init(flat)})
+    ckptr.wait_until_finished()
+    back = ckptr.restore(tmp_path / "ckpt", {"params": flat, "opt": opt.init(flat)})
+    assert isinstance(back["params"], js.FlatParams)
+    js.restore_state(opt.init(flat), back["opt"])
+    for a, b in zip(jax.tree.leaves(back["params"]), jax.tree.leaves(flat)):
+        np.testing.assert_array_equal(np.asarray(a, np.float32), np.asarray(b, np.float32))
+    bad = jax.tree.map(lambda x: x[:1] if x.ndim else x, back["opt"])
+    with pytest.raises(ValueError, match=r"shape \(1,\) at \[0\]\.mu\['float32/False'\]"):
+        js.restore_state(opt.init(flat), bad)
