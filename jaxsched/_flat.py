@@ -172,7 +172,8 @@ def flat_params(tree: PyTree, group: PyTree | Callable | None = None,
     few buffers instead of every array (see benchmarks/update.py for when it
     pays). Elementwise transformations and global-norm clipping give the same
     numbers as on the tree; a per-array transformation (`clip_by_norm`) sees
-    a whole buffer as one array.
+    a whole buffer as one array. Donate the buffers to the jitted train step
+    (`donate_argnums`), so that they update in place.
 
     Args:
       tree: the parameters, a pytree of floating-point arrays (`None` leaves
