@@ -162,6 +162,22 @@ class FlatParams:
         return f"FlatParams({len(self.layout.shapes)} arrays in {sizes})"
 
 
+def _hashable_label(label: Any, path: tuple) -> Any:
+    """A group label as a dict key: scalar arrays (`x.ndim > 1` on a jnp array) become Python values."""
+    if isinstance(label, (np.ndarray, np.generic, jax.Array)) and np.size(label) == 1:
+        try:
+            label = np.asarray(label).item()
+        except jax.errors.ConcretizationTypeError:
+            raise TypeError(f"`flat_params(group=...)` labels must be concrete, got a traced "
+                            f"value at {jax.tree_util.keystr(path)}.") from None
+    try:
+        hash(label)
+    except TypeError:
+        raise TypeError(f"`flat_params(group=...)` labels must be hashable, got "
+                        f"{type(label).__name__} at {jax.tree_util.keystr(path)}.") from None
+    return label
+
+
 def flat_params(tree: PyTree, group: PyTree | Callable | None = None,
                 multiple_of: int = 1) -> FlatParams:
     """Store a parameter tree as one flat buffer per dtype and group label.
@@ -222,6 +238,7 @@ def flat_params(tree: PyTree, group: PyTree | Callable | None = None,
         if not jnp.issubdtype(dtype, jnp.inexact):
             raise TypeError(f"`flat_params(tree=...)` holds only floating-point arrays, got "
                             f"{dtype} at {jax.tree_util.keystr(path)}.")
+        label = _hashable_label(label, path)
         key = (str(dtype), label)
         if key not in keys:
             keys[key] = len(keys)

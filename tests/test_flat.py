@@ -155,6 +155,12 @@ def test_bad_input_names_the_argument():
         js.flat_params({"w": jnp.ones(2), "step": jnp.int32(0)})
     with pytest.raises(TypeError, match=r"`flat_params\(group=...\)` must have the structure"):
         js.flat_params({"w": jnp.ones(2), "b": jnp.ones(2)}, group={"w": True})
+    with pytest.raises(TypeError, match=r"labels must be hashable, got set at \['w'\]"):
+        js.flat_params({"w": jnp.ones(2)}, group={"w": {1, 2}})
+    # Labels computed with jnp (scalar arrays) work like Python bools.
+    flat = js.flat_params({"w": jnp.ones((2, 2)), "b": jnp.ones(2)},
+                          group=lambda t: jax.tree.map(lambda x: jnp.ndim(x) > jnp.array(1), t))
+    assert flat.layout.labels == (False, True)
     with pytest.raises(ValueError, match=r"`flat_params\(multiple_of=...\)` must be >= 1, got 0"):
         js.flat_params({"w": jnp.ones(2)}, multiple_of=0)
     with pytest.raises(TypeError, match=r"already a FlatParams"):
