@@ -14,6 +14,7 @@ import optax
 
 import jaxsched as js
 import reference as ref
+from training import assert_params_close, trajectory
 
 
 def params_like(seed=0):
@@ -25,28 +26,6 @@ def random_grads(n, seed=1, scale=3.0):
     rng = np.random.default_rng(seed)
     return {k: (scale * rng.normal(size=(n,) + shape)).astype(np.float32)
             for k, shape in [("w", (4, 3)), ("b", (3,))]}
-
-
-def trajectory(tx, params, grads):
-    @jax.jit
-    def go(params, grads):
-        def body(carry, g):
-            p, s = carry
-            u, s = tx.update(g, s, p)
-            p = optax.apply_updates(p, u)
-            return (p, s), p
-
-        return jax.lax.scan(body, (params, tx.init(params)), grads)
-
-    (_, state), ps = go(params, jax.tree.map(jnp.asarray, grads))
-    return ps, state
-
-
-def assert_params_close(actual, expected, rtol=1e-5):
-    for k in expected:
-        e = np.asarray(expected[k], np.float64)
-        np.testing.assert_allclose(np.asarray(actual[k], np.float64), e, rtol=rtol,
-                                   atol=rtol * np.abs(e).max(), err_msg=k)
 
 
 def all_optax(lr=1e-3):

@@ -19,6 +19,7 @@ import pytest
 
 import jaxsched as js
 import reference as ref
+from training import assert_params_close, trajectory, with_count
 
 INT32_MAX = 2**31 - 1
 MASK = {"w": True, "b": False}
@@ -104,41 +105,6 @@ def random_grads(n, seed=1):
     return out
 
 
-def trajectory(tx, params, grads):
-    """Parameters after each of the scanned updates (one jit, one compile)."""
-
-    @jax.jit
-    def go(params, grads):
-        def body(carry, g):
-            p, s = carry
-            u, s = tx.update(g, s, p)
-            p = optax.apply_updates(p, u)
-            return (p, s), p
-
-        return jax.lax.scan(body, (params, tx.init(params)), grads)[1]
-
-    return go(params, jax.tree.map(jnp.asarray, grads))
-
-
-def assert_params_close(actual, expected, rtol=1e-5):
-    for k in expected:
-        e = np.asarray(expected[k], np.float64)
-        np.testing.assert_allclose(np.asarray(actual[k], np.float64), e, rtol=rtol,
-                                   atol=rtol * np.abs(e).max(), err_msg=k)
-
-
-def with_count(state: Any, value: int) -> Any:
-    if isinstance(state, tuple) and hasattr(state, "_fields"):
-        fields = {f: with_count(getattr(state, f), value) for f in state._fields
-                  if f not in ("hyperparams", "count")}
-        if "count" in state._fields:
-            fields["count"] = jnp.asarray(value, jnp.int32)
-        return state._replace(**fields)
-    if isinstance(state, (tuple, list)):
-        return type(state)(with_count(s, value) for s in state)
-    return state
-
-
 # ---------------------------------------------------------------- parity
 
 
@@ -146,8 +112,8 @@ def with_count(state: Any, value: int) -> Any:
 def test_matches_optax_over_200_steps(name):
     case = OPTIMIZERS[name]
     p, g = params_like(), random_grads(200)
-    ours = trajectory(case.ours(), p, g)
-    theirs = trajectory(case.optax(), p, g)
+    ours = trajectory(case.ours(), p, g)[0]
+    theirs = trajectory(case.optax(), p, g)[0]
     assert_params_close(ours, theirs)
     # The run moved the parameters well beyond the tolerance.
     assert float(jnp.abs(ours["w"][-1] - p["w"]).max()) > 1e-2
@@ -157,7 +123,7 @@ def test_matches_optax_over_200_steps(name):
 def test_matches_float64_reference_over_50_steps(name):
     case = OPTIMIZERS[name]
     p, g = params_like(), random_grads(50, seed=7)
-    ours = trajectory(case.ours(), p, g)
+    ours = trajectory(case.ours(), p, g)[0]
     expected = {}
     for k in p:
         pk, state, traj = np.asarray(p[k], np.float64), None, []
@@ -171,9 +137,9 @@ def test_matches_float64_reference_over_50_steps(name):
 
 def test_adamw_mask_leaves_masked_leaf_undecayed():
     p, g = params_like(), random_grads(20)
-    masked = trajectory(js.adamw(0.01, weight_decay=0.5, mask=MASK), p, g)
-    adam = trajectory(js.adam(0.01), p, g)
-    decayed = trajectory(js.adamw(0.01, weight_decay=0.5), p, g)
+    masked = trajectory(js.adamw(0.01, weight_decay=0.5, mask=MASK), p, g)[0]
+    adam = trajectory(js.adam(0.01), p, g)[0]
+    decayed = trajectory(js.adamw(0.01, weight_decay=0.5), p, g)[0]
     np.testing.assert_array_equal(np.asarray(masked["b"]), np.asarray(adam["b"]))
     np.testing.assert_array_equal(np.asarray(masked["w"]), np.asarray(decayed["w"]))
     assert not np.allclose(np.asarray(masked["w"]), np.asarray(adam["w"]))
@@ -275,7 +241,7 @@ def test_vmap_sweeps_learning_rate_and_b2():
     p, g = params_like(), random_grads(5)
 
     def final(lr, b2):
-        return trajectory(js.adam(lr, b2=b2), p, g)["w"][-1]
+        return trajectory(js.adam(lr, b2=b2), p, g)[0]["w"][-1]
 
     lrs, b2s = jnp.asarray([0.1, 0.01, 0.001]), jnp.asarray([0.9, 0.99, 0.999])
     swept = jax.vmap(final)(lrs, b2s)

@@ -20,6 +20,7 @@ import pytest
 
 import jaxsched as js
 import reference as ref
+from training import with_count
 
 INT32_MAX = 2**31 - 1
 
@@ -70,19 +71,6 @@ def params_like(dtype=jnp.float32, seed=0):
 
 def grads_like(dtype=jnp.float32, seed=1):
     return params_like(dtype, seed)
-
-
-def with_count(state: Any, value: int) -> Any:
-    """Set the `count` of every NamedTuple state (in chains too) to `value`."""
-    if isinstance(state, tuple) and hasattr(state, "_fields"):
-        fields = {f: with_count(getattr(state, f), value) for f in state._fields
-                  if f not in ("hyperparams", "count")}
-        if "count" in state._fields:
-            fields["count"] = jnp.asarray(value, jnp.int32)
-        return state._replace(**fields)
-    if isinstance(state, (tuple, list)):
-        return type(state)(with_count(s, value) for s in state)
-    return state
 
 
 def counts(state: Any) -> list:
