@@ -9,7 +9,8 @@ import optax
 import pytest
 
 import jaxsched as js
-from test_fuse import _assert_trees_close, _grads, _tree, run_on_eight_cpu_devices
+from training import (assert_trees_close, random_grads_like, run_on_eight_cpu_devices,
+                      tree_of_every_kind)
 
 
 def _decay_mask(tree):
@@ -41,7 +42,7 @@ def _train(tx, params, steps, to_update):
     state = tx.init(params)
     for i in range(steps):
         tree = params.unflatten() if isinstance(params, js.FlatParams) else params
-        params, state = step(params, state, _grads(tree, i))
+        params, state = step(params, state, random_grads_like(tree, i))
     return params, state
 
 
@@ -53,7 +54,7 @@ def _flat_grads(flat, tree_grads):
 
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
 def test_flat_params_train_like_the_tree(name):
-    params = _tree()
+    params = tree_of_every_kind()
     mask = _decay_mask(params)
     plain, _ = _train(OPTIMIZERS[name](mask), params, 12, lambda p, g: g)
     flat = js.flat_params(params, group=mask)
@@ -61,9 +62,9 @@ def test_flat_params_train_like_the_tree(name):
     assert isinstance(trained, js.FlatParams)
     got = trained.unflatten()
     low = {"half", "f16"}  # last-bit ties round either way in bfloat16/float16
-    _assert_trees_close({k: v for k, v in got.items() if k not in low},
+    assert_trees_close({k: v for k, v in got.items() if k not in low},
                         {k: v for k, v in plain.items() if k not in low}, rtol=1e-6)
-    _assert_trees_close({k: got[k] for k in low}, {k: plain[k] for k in low}, rtol=2e-2)
+    assert_trees_close({k: got[k] for k in low}, {k: plain[k] for k in low}, rtol=2e-2)
     # Every state array is one of the buffers' shapes: nothing per original array.
     buffer_shapes = {x.shape for x in jax.tree.leaves(flat)}
     assert {x.shape for x in jax.tree.leaves(state) if x.ndim} <= buffer_shapes

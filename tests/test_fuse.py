@@ -1,8 +1,5 @@
 """`fuse`: the bucketed flat update gives the per-array numbers on any tree."""
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import jax
@@ -12,26 +9,8 @@ import optax
 import pytest
 
 import jaxsched as js
-
-
-def _tree(key=0):
-    k = jax.random.split(jax.random.PRNGKey(key), 8)
-    return {
-        "dense": {"w": jax.random.normal(k[0], (7, 5)), "b": jax.random.normal(k[1], (5,))},
-        "scalar": jax.random.normal(k[2], ()),
-        "empty": jnp.zeros((0, 3)),
-        "half": jax.random.normal(k[3], (4, 3)).astype(jnp.bfloat16),
-        "f16": jax.random.normal(k[4], (6,)).astype(jnp.float16),
-        "none": None,
-        "masked": optax.MaskedNode(),
-        "many": [jax.random.normal(jax.random.fold_in(k[5], i), (i + 1,)) for i in range(20)],
-    }
-
-
-def _grads(tree, i):
-    return jax.tree.map(
-        lambda p: jax.random.normal(jax.random.PRNGKey(100 + i), jnp.shape(p)).astype(p.dtype),
-        tree)
+from training import (assert_trees_close, random_grads_like, run_on_eight_cpu_devices,
+                      tree_of_every_kind)
 
 
 def _run(tx, params, steps=25, jit=True, **extra):
@@ -42,17 +21,8 @@ def _run(tx, params, steps=25, jit=True, **extra):
     step = jax.jit(step) if jit else step
     state = tx.init(params)
     for i in range(steps):
-        params, state = step(params, state, _grads(params, i))
+        params, state = step(params, state, random_grads_like(params, i))
     return params, state
-
-
-def _assert_trees_close(a, b, rtol):
-    assert jax.tree.structure(a) == jax.tree.structure(b)
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-        assert x.dtype == y.dtype and x.shape == y.shape
-        x64, y64 = np.asarray(x, np.float64), np.asarray(y, np.float64)
-        scale = max(1.0, float(np.max(np.abs(y64)))) if y64.size else 1.0
-        np.testing.assert_allclose(x64, y64, rtol=rtol, atol=rtol * scale)
 
 
 OPTIMIZERS = {
@@ -77,15 +47,15 @@ CASES = [(name, 3) for name in sorted(OPTIMIZERS)] + [("clip+adamw(schedule)", 1
 
 @pytest.mark.parametrize("name, bucket_size", CASES)
 def test_fuse_matches_per_array(name, bucket_size):
-    params = _tree()
+    params = tree_of_every_kind()
     plain, _ = _run(OPTIMIZERS[name](), params, steps=12)
     fused, _ = _run(js.fuse(OPTIMIZERS[name](), bucket_size=bucket_size), params, steps=12)
     # float32 leaves to 1e-6; the bfloat16/float16 leaves round the same way
     # in both paths except for the rare last-bit tie, hence their looser bound.
     low = {"half", "f16"}
-    _assert_trees_close({k: v for k, v in fused.items() if k not in low},
+    assert_trees_close({k: v for k, v in fused.items() if k not in low},
                         {k: v for k, v in plain.items() if k not in low}, rtol=1e-6)
-    _assert_trees_close({k: fused[k] for k in low}, {k: plain[k] for k in low}, rtol=2e-2)
+    assert_trees_close({k: fused[k] for k in low}, {k: plain[k] for k in low}, rtol=2e-2)
 
 
 def test_fuse_state_is_one_buffer_per_bucket_and_stable():
@@ -99,11 +69,11 @@ def test_fuse_state_is_one_buffer_per_bucket_and_stable():
 
 
 def test_fuse_reports_hyperparams_and_eager_equals_jit():
-    params = _tree(1)
+    params = tree_of_every_kind(1)
     tx = js.fuse(js.chain(js.clip_by_global_norm(1.0), js.adamw(js.cosine_decay(1e-2, 10))))
     p_jit, s_jit = _run(tx, params, steps=4)
     p_eager, s_eager = _run(tx, params, steps=4, jit=False)
-    _assert_trees_close(p_jit, p_eager, rtol=1e-6)
+    assert_trees_close(p_jit, p_eager, rtol=1e-6)
     hp = js.hyperparams(s_jit)
     np.testing.assert_allclose(hp["learning_rate"], js.cosine_decay(1e-2, 10)(3), rtol=1e-6)
     assert float(hp["global_norm"]) > 0
@@ -191,15 +161,6 @@ SHARDED = textwrap.dedent("""
 """)
 
 
-def run_on_eight_cpu_devices(code: str) -> None:
-    """Run `code` in a fresh process with 8 CPU devices; it must print OK."""
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
-               JAX_PLATFORMS="cpu")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                         text=True, timeout=300)
-    assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-3000:]
-
-
 def test_sharded_parameters_on_eight_cpu_devices():
     run_on_eight_cpu_devices(SHARDED)
 
@@ -212,6 +173,6 @@ def test_fuse_leaves_large_arrays_unconcatenated():
     assert sorted(m.shape for m in state.inner[0].mu) == [(3,), (4,), (5000,)]
     plain, _ = _run(js.adam(1e-2), params, steps=5)
     fused, _ = _run(js.fuse(js.adam(1e-2), max_fused_size=10), params, steps=5)
-    _assert_trees_close(fused, plain, rtol=1e-6)
+    assert_trees_close(fused, plain, rtol=1e-6)
     with pytest.raises(ValueError, match=r"`fuse\(max_fused_size=...\)` must be >= 0, got -1"):
         js.fuse(js.adam(1e-3), max_fused_size=-1)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from typing import Any
 
 import jax
@@ -45,3 +48,43 @@ def with_count(state: Any, value: int) -> Any:
     if isinstance(state, (tuple, list)):
         return type(state)(with_count(s, value) for s in state)
     return state
+
+
+def tree_of_every_kind(key=0):
+    """Mixed dtypes, a scalar, a zero-size array, None, a MaskedNode and many small arrays."""
+    k = jax.random.split(jax.random.PRNGKey(key), 8)
+    return {
+        "dense": {"w": jax.random.normal(k[0], (7, 5)), "b": jax.random.normal(k[1], (5,))},
+        "scalar": jax.random.normal(k[2], ()),
+        "empty": jnp.zeros((0, 3)),
+        "half": jax.random.normal(k[3], (4, 3)).astype(jnp.bfloat16),
+        "f16": jax.random.normal(k[4], (6,)).astype(jnp.float16),
+        "none": None,
+        "masked": optax.MaskedNode(),
+        "many": [jax.random.normal(jax.random.fold_in(k[5], i), (i + 1,)) for i in range(20)],
+    }
+
+
+def random_grads_like(tree, i):
+    """Gradient number `i` for `tree`: seeded normals in each leaf's shape and dtype."""
+    return jax.tree.map(
+        lambda p: jax.random.normal(jax.random.PRNGKey(100 + i), jnp.shape(p)).astype(p.dtype),
+        tree)
+
+
+def assert_trees_close(a, b, rtol):
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        assert x.dtype == y.dtype and x.shape == y.shape
+        x64, y64 = np.asarray(x, np.float64), np.asarray(y, np.float64)
+        scale = max(1.0, float(np.max(np.abs(y64)))) if y64.size else 1.0
+        np.testing.assert_allclose(x64, y64, rtol=rtol, atol=rtol * scale)
+
+
+def run_on_eight_cpu_devices(code: str) -> None:
+    """Run `code` in a fresh process with 8 CPU devices; it must print OK."""
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
+               JAX_PLATFORMS="cpu")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-3000:]
