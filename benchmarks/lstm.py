@@ -731,49 +731,45 @@ def write_plots(out: pathlib.Path, curves: dict, sweep: dict | None = None) -> l
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     written = []
-    if curves:
-        fig, ax = plt.subplots(figsize=(8, 5))
+
+    def save(filename: str, title: str, ylabel: str, height: float, draw) -> None:
+        """One figure against step: ``draw(ax)`` plots, the rest is shared."""
+        fig, ax = plt.subplots(figsize=(8, height))
+        draw(ax)
+        ax.set_xlabel("step")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / filename, dpi=110)
+        plt.close(fig)
+        written.append(filename)
+
+    def losses(ax):
         for i, (name, c) in enumerate(curves.items()):
             if c.steps:
                 ax.plot(c.steps, c.loss, lw=0.8, alpha=0.6, color=f"C{i}", label=f"{name} train")
             if c.eval_steps:
                 ax.plot(c.eval_steps, c.eval_loss, "o-", color=f"C{i}", label=f"{name} validation")
-        ax.set_xlabel("step")
-        ax.set_ylabel("cross entropy (nats/char)")
-        ax.set_title("training and validation loss")
-        ax.grid(alpha=0.3)
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(out / "loss.png", dpi=110)
-        plt.close(fig)
-        fig, ax = plt.subplots(figsize=(8, 4))
+
+    def rates(ax):
         for i, (name, c) in enumerate(curves.items()):
             if c.steps:
-                ax.plot(c.steps, c.lr, color=f"C{i}", label=name,
-                        ls="-" if i == 0 else "--")
-        ax.set_xlabel("step")
-        ax.set_ylabel("learning rate")
-        ax.set_title("learning rate")
-        ax.grid(alpha=0.3)
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(out / "lr.png", dpi=110)
-        plt.close(fig)
-        written += ["loss.png", "lr.png"]
-    if sweep:
-        fig, ax = plt.subplots(figsize=(8, 5))
+                ax.plot(c.steps, c.lr, color=f"C{i}", label=name, ls="-" if i == 0 else "--")
+
+    def sweep_losses(ax):
         for name, c in sweep.items():
             ax.plot(c.eval_steps, c.eval_loss, "o-", label=name)
-        ax.set_xlabel("step")
-        ax.set_ylabel("validation loss (nats/char)")
-        ax.set_title("schedule sweep: validation loss")
-        ax.grid(alpha=0.3)
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(out / "sweep.png", dpi=110)
-        plt.close(fig)
-        written.append("sweep.png")
+
+    if curves:
+        save("loss.png", "training and validation loss", "cross entropy (nats/char)", 5, losses)
+        save("lr.png", "learning rate", "learning rate", 4, rates)
+    if sweep:
+        save("sweep.png", "schedule sweep: validation loss", "validation loss (nats/char)", 5,
+             sweep_losses)
     return written
 
 
