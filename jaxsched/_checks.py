@@ -11,7 +11,6 @@ unchecked; concrete arrays are checked element by element.
 
 from __future__ import annotations
 
-import math
 import numbers
 from typing import Any, Callable, Iterable
 
@@ -151,10 +150,3 @@ def custom(owner: str, name: str, value: Any, condition: Callable[[Any], bool],
         return
     if not condition(value):
         raise ValueError(f"{_where(owner, name)} must {requirement}, got {_show(value)}.")
-
-
-def finite_float(value: Any) -> bool:
-    try:
-        return math.isfinite(float(value))
-    except (TypeError, ValueError):
-        return False

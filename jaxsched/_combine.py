@@ -7,8 +7,8 @@ from typing import Any
 import jax.numpy as jnp
 
 from jaxsched import _checks
-from jaxsched._schedule import (Schedule, as_count, as_float, as_schedule, as_step,
-                                float_dtype, int_dtype, is_integer, schedule_class)
+from jaxsched._numerics import as_count, as_float, as_step, float_dtype, int_dtype, is_integer
+from jaxsched._schedule import Schedule, as_schedule, schedule_class
 
 
 @schedule_class("constant")

@@ -12,8 +12,8 @@ from typing import Any
 import jax.numpy as jnp
 
 from jaxsched import _checks
-from jaxsched._schedule import (Schedule, as_count, as_float, float_dtype, schedule_class,
-                                split_period, static)
+from jaxsched._numerics import as_count, as_float, float_dtype, split_period
+from jaxsched._schedule import Schedule, schedule_class, static
 
 
 def _anneal(start, end, pct, strategy: str):
@@ -147,11 +147,8 @@ class Cyclic(Schedule):
         _checks.number(n, "base_lr", self.base_lr, lo=0)
         _checks.number(n, "max_lr", self.max_lr, lo=0)
         _checks.number(n, "step_size_up", self.step_size_up, lo=0, lo_open=True)
-        _checks.custom(n, "step_size_up", self.step_size_up, _checks.finite_float, "be finite")
         if self.step_size_down is not None:
             _checks.number(n, "step_size_down", self.step_size_down, lo=0, lo_open=True)
-            _checks.custom(n, "step_size_down", self.step_size_down, _checks.finite_float,
-                           "be finite")
         _checks.choice(n, "mode", self.mode, ("triangular", "triangular2", "exp_range"))
         _checks.number(n, "gamma", self.gamma, lo=0, hi=1, lo_open=True)
 

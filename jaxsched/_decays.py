@@ -16,8 +16,9 @@ import numpy as np
 from jax import lax
 
 from jaxsched import _checks
-from jaxsched._schedule import (Array, Schedule, as_count, as_float, float_dtype,
-                                is_integer, ratio, schedule_class, split_period, static)
+from jaxsched._numerics import (Array, as_count, as_float, float_dtype, is_integer, ratio,
+                                split_period)
+from jaxsched._schedule import Schedule, schedule_class, static
 
 
 def _progress(t: Array, decay_steps: Any, staircase: bool) -> Array:
@@ -40,7 +41,6 @@ def _check_rate_args(owner: str, learning_rate: Any, decay_steps: Any,
                      steps_name: str = "decay_steps") -> None:
     _checks.number(owner, "learning_rate", learning_rate, lo=0)
     _checks.number(owner, steps_name, decay_steps, lo=0, lo_open=True)
-    _checks.custom(owner, steps_name, decay_steps, _checks.finite_float, "be finite")
 
 
 @schedule_class("exponential_decay")
@@ -341,7 +341,6 @@ class CosineDecayRestarts(Schedule):
         _check_rate_args(self.name, self.learning_rate, self.first_decay_steps,
                          "first_decay_steps")
         _checks.number(self.name, "t_mul", self.t_mul, lo=0, lo_open=True)
-        _checks.custom(self.name, "t_mul", self.t_mul, _checks.finite_float, "be finite")
         _checks.number(self.name, "m_mul", self.m_mul, lo=0, hi=1)
         _checks.number(self.name, "alpha", self.alpha, lo=0, hi=1)
 

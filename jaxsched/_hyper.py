@@ -16,13 +16,10 @@ import jax
 import jax.numpy as jnp
 
 from jaxsched import _checks
-from jaxsched._schedule import Schedule, float_dtype
+from jaxsched._numerics import float_dtype, next_count, zero_count
 
 Array = jax.Array
 Hyper = Union[float, Array, Callable[[Array], Array]]
-
-COUNT_MAX = 2**31 - 1
-
 
 def check(owner: str, name: str, value: Any, **bounds: Any) -> None:
     """Check a hyperparameter: a schedule passes, a number is range-checked."""
@@ -40,15 +37,6 @@ def resolve(value: Hyper, count: Array) -> Array:
 
 def resolve_all(hypers: Mapping[str, Hyper], count: Array) -> dict[str, Array]:
     return {k: resolve(v, count) for k, v in hypers.items()}
-
-
-def zero_count() -> Array:
-    return jnp.zeros([], jnp.int32)
-
-
-def next_count(count: Array) -> Array:
-    """count + 1, saturating at 2**31 - 1 (never wraps)."""
-    return jnp.where(count < COUNT_MAX, count + 1, count).astype(jnp.int32)
 
 
 def _snake(name: str) -> str:
@@ -107,7 +95,3 @@ def hyperparams(opt_state: Any) -> dict[str, Array]:
             n += 1
         out[key] = v
     return out
-
-
-def schedule_like(value: Any) -> bool:
-    return isinstance(value, Schedule) or (callable(value) and not isinstance(value, jax.Array))

@@ -17,7 +17,7 @@ import numpy as np
 import optax
 
 from jaxsched import _checks
-from jaxsched._schedule import float_dtype
+from jaxsched._numerics import float_dtype
 
 PyTree = Any
 

@@ -14,8 +14,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxsched import _checks, _hyper
-from jaxsched._schedule import float_dtype
+from jaxsched import _checks, _hyper, _numerics
+from jaxsched._numerics import float_dtype
 
 Array = jax.Array
 
@@ -143,7 +143,7 @@ def reduce_on_plateau(factor: Any = 0.1, patience: Any = 10, mode: str = "min",
         fdt = float_dtype()
         scale = jnp.ones([], fdt)
         return ReduceOnPlateauState(
-            count=_hyper.zero_count(),
+            count=_numerics.zero_count(),
             best=jnp.asarray(jnp.inf if minimize else -jnp.inf, fdt),
             num_bad=jnp.zeros([], jnp.int32), cooldown_left=jnp.zeros([], jnp.int32),
             scale=scale, acc_sum=jnp.zeros([], fdt), acc_count=jnp.zeros([], jnp.int32),
@@ -159,7 +159,7 @@ def reduce_on_plateau(factor: Any = 0.1, patience: Any = 10, mode: str = "min",
         # The first finite value beats the initial +-inf (inf - inf * thr is NaN).
         better = jnp.isfinite(a) & (beats | ~jnp.isfinite(best))
         best = jnp.where(better, a, best)
-        num_bad = jnp.where(better, 0, _hyper.next_count(state.num_bad))
+        num_bad = jnp.where(better, 0, _numerics.next_count(state.num_bad))
         in_cooldown = state.cooldown_left > 0
         cooldown_left = jnp.where(in_cooldown, state.cooldown_left - 1, state.cooldown_left)
         num_bad = jnp.where(in_cooldown, 0, num_bad)
@@ -191,7 +191,7 @@ def reduce_on_plateau(factor: Any = 0.1, patience: Any = 10, mode: str = "min",
         keep = lambda new, old: jnp.where(ready, new, old)  # noqa: E731
         scale = keep(scale, state.scale)
         new_state = ReduceOnPlateauState(
-            count=_hyper.next_count(state.count), best=keep(best, state.best),
+            count=_numerics.next_count(state.count), best=keep(best, state.best),
             num_bad=keep(num_bad, state.num_bad),
             cooldown_left=keep(cooldown_left, state.cooldown_left), scale=scale,
             acc_sum=jnp.where(ready, jnp.zeros([], fdt), acc_sum),

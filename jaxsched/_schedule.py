@@ -23,11 +23,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxsched import _checks
+from jaxsched._numerics import as_step, float_dtype
 
 Array = jax.Array
 
 _REGISTRY: dict[str, type["Schedule"]] = {}
-_INT32_MAX = 2**31 - 1
 # The key naming the schedule in a config; no schedule has an argument of this name.
 CONFIG_KEY = "type"
 
@@ -35,93 +35,6 @@ CONFIG_KEY = "type"
 def static(default: Any = dataclasses.MISSING) -> Any:
     """A dataclass field that is part of the pytree structure, not a leaf."""
     return dataclasses.field(default=default, metadata={"static": True})
-
-
-def float_dtype() -> jnp.dtype:
-    """float64 when `jax_enable_x64` is on, float32 otherwise."""
-    return jnp.dtype(jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)
-
-
-def int_dtype() -> jnp.dtype:
-    return jnp.dtype(jnp.int64 if jax.config.jax_enable_x64 else jnp.int32)
-
-
-def as_float(x: Any) -> Array:
-    """A hyperparameter as an array of the schedule float dtype."""
-    return jnp.asarray(x, dtype=float_dtype())
-
-
-def is_integer(x: Any) -> bool:
-    """Whether a value (step or hyperparameter) has an integer dtype."""
-    if isinstance(x, bool):
-        return False
-    if isinstance(x, int):
-        return True
-    dtype = getattr(x, "dtype", None)
-    return dtype is not None and jnp.issubdtype(dtype, jnp.integer)
-
-
-def as_count(x: Any) -> Array:
-    """An integer-valued hyperparameter (a step count) in its exact dtype.
-
-    Python and array ints become the default integer dtype so they can be
-    compared with integer steps exactly; floats become the float dtype.
-    """
-    if is_integer(x):
-        if isinstance(x, int) and not jax.config.jax_enable_x64 and x > _INT32_MAX:
-            return as_float(x)
-        return jnp.asarray(x, dtype=int_dtype())
-    return as_float(x)
-
-
-def as_step(step: Any) -> Array:
-    """Normalise a step: integers stay exact integers, floats use the float dtype.
-
-    Negative steps count as step 0. A Python int or int64 array beyond int32
-    without x64 becomes a float (rounded to float32), never a wrapped int.
-    """
-    if isinstance(step, bool) or (hasattr(step, "dtype") and step.dtype == bool):
-        raise TypeError(f"A schedule's step must be a number, got {step!r}.")
-    if not isinstance(step, (jax.Array, jax.core.Tracer)):
-        arr = np.asarray(step)
-        if arr.dtype.kind in "iu" and not jax.config.jax_enable_x64:
-            if arr.size and (arr.max() > _INT32_MAX or arr.min() < -_INT32_MAX):
-                arr = arr.astype(np.float64)
-        elif arr.dtype.kind not in "iuf" and arr.dtype != jnp.bfloat16:
-            raise TypeError(f"A schedule's step must be a number, got {step!r}.")
-        step = arr
-    step = jnp.asarray(step)
-    if jnp.issubdtype(step.dtype, jnp.integer):
-        idt = int_dtype()
-        if jnp.issubdtype(step.dtype, jnp.unsignedinteger):
-            step = jnp.minimum(step, jnp.iinfo(idt).max)
-        return jnp.maximum(step.astype(idt), 0)
-    return jnp.maximum(step.astype(float_dtype()), 0)
-
-
-def split_period(t: Array, period: Any) -> tuple[Array, Array]:
-    """Return `(k, r)` with `t = k * period + r`, `0 <= r < period`.
-
-    Exact integer arithmetic when both `t` and `period` are integers, so a
-    periodic schedule stays exact at step 2**31 - 1 in float32; float floor
-    division otherwise. `k` and `r` share the dtype of the arithmetic.
-    """
-    if is_integer(t) and is_integer(period):
-        p = as_count(period)
-        if jnp.issubdtype(p.dtype, jnp.integer):
-            p = jnp.maximum(p, 1)
-            k = t // p
-            return k, t - k * p
-    tf = t.astype(float_dtype())
-    p = as_float(period)
-    k = jnp.floor(tf / p)
-    # Rounding at large steps can put `tf - k * p` just outside [0, p).
-    return k, jnp.clip(tf - k * p, 0, p)
-
-
-def ratio(num: Array, den: Any) -> Array:
-    """`num / den` in the float dtype (after any exact integer subtraction)."""
-    return num.astype(float_dtype()) / as_float(den)
 
 
 def _key_config(key: Array) -> dict:

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxsched import _checks, _hyper
+from jaxsched import _checks, _hyper, _numerics
 
 Array = jax.Array
 PyTree = Any
@@ -102,7 +102,7 @@ def skip_nonfinite(inner: optax.GradientTransformation,
     inner = optax.with_extra_args_support(inner)
 
     def init(params):
-        zero = _hyper.zero_count()
+        zero = _numerics.zero_count()
         return SkipNonfiniteState(count=zero, inner_state=inner.init(params), total_skips=zero,
                                   consecutive_skips=zero, hyperparams={})
 
@@ -116,10 +116,10 @@ def skip_nonfinite(inner: optax.GradientTransformation,
         inner_state = jax.tree.map(
             lambda old, new: jnp.where(skip, old, new).astype(jnp.result_type(new)),
             state.inner_state, new_inner)
-        consecutive = jnp.where(skip, _hyper.next_count(state.consecutive_skips),
+        consecutive = jnp.where(skip, _numerics.next_count(state.consecutive_skips),
                                 jnp.where(finite, 0, state.consecutive_skips))
-        total = jnp.where(skip, _hyper.next_count(state.total_skips), state.total_skips)
-        return out, SkipNonfiniteState(count=_hyper.next_count(state.count),
+        total = jnp.where(skip, _numerics.next_count(state.total_skips), state.total_skips)
+        return out, SkipNonfiniteState(count=_numerics.next_count(state.count),
                                        inner_state=inner_state,
                                        total_skips=total.astype(jnp.int32),
                                        consecutive_skips=consecutive.astype(jnp.int32),

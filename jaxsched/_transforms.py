@@ -16,9 +16,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxsched import _checks, _hyper
+from jaxsched import _checks, _hyper, _numerics
 from jaxsched._hyper import Hyper
-from jaxsched._schedule import float_dtype
+from jaxsched._numerics import float_dtype
 
 Array = jax.Array
 PyTree = Any
@@ -88,7 +88,7 @@ def _stateless(owner: str, state_cls: type, hypers: dict[str, Hyper],
 
     def init(params):
         del params
-        count = _hyper.zero_count()
+        count = _numerics.zero_count()
         hp = _hyper.resolve_all(hypers, count)
         _, extra = apply(None, hp, None)
         return state_cls(count=count, hyperparams={**hp, **extra})
@@ -96,7 +96,7 @@ def _stateless(owner: str, state_cls: type, hypers: dict[str, Hyper],
     def update(updates, state, params=None):
         hp = _hyper.resolve_all(hypers, state.count)
         updates, extra = apply(updates, hp, params)
-        return updates, state_cls(count=_hyper.next_count(state.count),
+        return updates, state_cls(count=_numerics.next_count(state.count),
                                   hyperparams={**hp, **extra})
 
     return optax.GradientTransformation(init, update)
@@ -434,7 +434,7 @@ def scale_by_adam(b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper = 1e-8,
     hypers = {"b1": b1, "b2": b2, "eps": eps, "eps_root": eps_root}
 
     def init(params):
-        count = _hyper.zero_count()
+        count = _numerics.zero_count()
         return ScaleByAdamState(count=count, mu=_zeros(params, mu_dtype), nu=_zeros(params),
                                 hyperparams=_hyper.resolve_all(hypers, count))
 
@@ -443,10 +443,10 @@ def scale_by_adam(b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper = 1e-8,
         check_same_tree(owner, updates, state.nu)
         hp = _hyper.resolve_all(hypers, state.count)
         b1_, b2_ = hp["b1"], hp["b2"]
-        k = _hyper.next_count(state.count)
+        k = _numerics.next_count(state.count)
         c1 = 1 - b1_ ** k
         c2 = 1 - b2_ ** k
-        c1_next = 1 - b1_ ** _hyper.next_count(k)
+        c1_next = 1 - b1_ ** _numerics.next_count(k)
 
         def one(g, m, v):
             gf = _f(g)
@@ -462,7 +462,7 @@ def scale_by_adam(b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper = 1e-8,
 
         out = jax.tree.map(one, updates, state.mu, state.nu)
         u, mu, nu = (jax.tree.map(lambda _, o: o[i], updates, out) for i in range(3))
-        return u, ScaleByAdamState(count=_hyper.next_count(state.count), mu=mu, nu=nu,
+        return u, ScaleByAdamState(count=_numerics.next_count(state.count), mu=mu, nu=nu,
                                    hyperparams=hp)
 
     return optax.GradientTransformation(init, update)
@@ -517,7 +517,7 @@ def scale_by_rms(decay: Hyper = 0.9, eps: Hyper = 1e-8, initial_scale: float = 0
     hypers = {"decay": decay, "eps": eps}
 
     def init(params):
-        count = _hyper.zero_count()
+        count = _numerics.zero_count()
         nu = jax.tree.map(lambda p: jnp.full_like(p, initial_scale, jnp.result_type(p)), params)
         mu = _zeros(params) if centered else ()
         return ScaleByRmsState(count=count, nu=nu, mu=mu,
@@ -537,7 +537,7 @@ def scale_by_rms(decay: Hyper = 0.9, eps: Hyper = 1e-8, initial_scale: float = 0
             denom, mu_out = nu, ()
         u = jax.tree.map(lambda g, s: _cast_like(_f(g) * jax.lax.rsqrt(s + hp["eps"]), g),
                          updates, denom)
-        return u, ScaleByRmsState(count=_hyper.next_count(state.count),
+        return u, ScaleByRmsState(count=_numerics.next_count(state.count),
                                   nu=jax.tree.map(_cast_like, nu, state.nu), mu=mu_out,
                                   hyperparams=hp)
 
@@ -584,7 +584,7 @@ def scale_by_adagrad(initial_accumulator_value: float = 0.1,
     hypers = {"eps": eps}
 
     def init(params):
-        count = _hyper.zero_count()
+        count = _numerics.zero_count()
         s = jax.tree.map(lambda p: jnp.full_like(p, initial_accumulator_value,
                                                  jnp.result_type(p)), params)
         return ScaleByAdagradState(count=count, sum_of_squares=s,
@@ -601,7 +601,7 @@ def scale_by_adagrad(initial_accumulator_value: float = 0.1,
 
         u = jax.tree.map(one, updates, s)
         return u, ScaleByAdagradState(
-            count=_hyper.next_count(state.count),
+            count=_numerics.next_count(state.count),
             sum_of_squares=jax.tree.map(_cast_like, s, state.sum_of_squares), hyperparams=hp)
 
     return optax.GradientTransformation(init, update)
@@ -651,7 +651,7 @@ def trace(decay: Hyper, nesterov: bool = False) -> optax.GradientTransformation:
     hypers = {"decay": decay}
 
     def init(params):
-        count = _hyper.zero_count()
+        count = _numerics.zero_count()
         return TraceState(count=count, trace=_zeros(params),
                           hyperparams=_hyper.resolve_all(hypers, count))
 
@@ -665,7 +665,7 @@ def trace(decay: Hyper, nesterov: bool = False) -> optax.GradientTransformation:
             u = jax.tree.map(lambda g, b: _cast_like(_f(g) + d * b, g), updates, buf)
         else:
             u = jax.tree.map(_cast_like, buf, updates)
-        return u, TraceState(count=_hyper.next_count(state.count),
+        return u, TraceState(count=_numerics.next_count(state.count),
                              trace=jax.tree.map(_cast_like, buf, state.trace), hyperparams=hp)
 
     return optax.GradientTransformation(init, update)
@@ -706,7 +706,7 @@ def ema(decay: Hyper, debias: bool = True) -> optax.GradientTransformation:
     hypers = {"decay": decay}
 
     def init(params):
-        count = _hyper.zero_count()
+        count = _numerics.zero_count()
         return EmaState(count=count, ema=_zeros(params),
                         hyperparams=_hyper.resolve_all(hypers, count))
 
@@ -717,12 +717,12 @@ def ema(decay: Hyper, debias: bool = True) -> optax.GradientTransformation:
         d = hp["decay"]
         e = jax.tree.map(lambda g, a: d * _f(a) + (1 - d) * _f(g), updates, state.ema)
         if debias:
-            correction = 1 - d ** _hyper.next_count(state.count)
+            correction = 1 - d ** _numerics.next_count(state.count)
             correction = jnp.where(correction > 0, correction, 1)
             u = jax.tree.map(lambda g, a: _cast_like(a / correction, g), updates, e)
         else:
             u = jax.tree.map(_cast_like, e, updates)
-        return u, EmaState(count=_hyper.next_count(state.count),
+        return u, EmaState(count=_numerics.next_count(state.count),
                            ema=jax.tree.map(_cast_like, e, state.ema), hyperparams=hp)
 
     return optax.GradientTransformation(init, update)
@@ -791,7 +791,7 @@ def add_decayed_weights(weight_decay: Hyper = 0.0,
     def init(params):
         if mask is not None:
             _resolve_mask(owner, mask, params)
-        count = _hyper.zero_count()
+        count = _numerics.zero_count()
         return AddDecayedWeightsState(count=count, hyperparams=_hyper.resolve_all(hypers, count))
 
     def update(updates, state, params=None):
@@ -811,7 +811,7 @@ def add_decayed_weights(weight_decay: Hyper = 0.0,
         else:
             u = jax.tree.map(lambda g, p, k: one(g, p, bool(k)), updates, params,
                              _resolve_mask(owner, mask, params))
-        return u, AddDecayedWeightsState(count=_hyper.next_count(state.count), hyperparams=hp)
+        return u, AddDecayedWeightsState(count=_numerics.next_count(state.count), hyperparams=hp)
 
     return _with_spec(optax.GradientTransformation(init, update), kind="add_decayed_weights",
                       mask=mask, rebuild=lambda m: add_decayed_weights(weight_decay, m))

@@ -8,8 +8,8 @@ from typing import Any
 import jax.numpy as jnp
 
 from jaxsched import _checks
-from jaxsched._schedule import (Schedule, as_count, as_float, as_schedule, as_step, float_dtype,
-                                schedule_class, static)
+from jaxsched._numerics import as_count, as_float, as_step, float_dtype
+from jaxsched._schedule import Schedule, as_schedule, schedule_class, static
 
 
 def _ramp(t, length, start, end):
