@@ -14,7 +14,7 @@ import optax
 import pytest
 
 import jaxsched as js
-from test_schedule_values import CASES, CASE_IDS, FAMILY_CASES, INT32_MAX
+from schedule_cases import CASES, FAMILY_CASES, INT32_MAX
 
 FAMILY_IDS = [c.id for c in FAMILY_CASES]
 STEPS = jnp.asarray(np.concatenate([np.arange(0, 64), [99, 100, 101, 1000, 10**6, INT32_MAX]]),

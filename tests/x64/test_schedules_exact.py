@@ -13,7 +13,7 @@ import pytest
 
 import jaxsched as js
 import reference as ref
-from test_schedule_values import (CASES, CASE_IDS, FAMILY_CASES, INT32_MAX, assert_close_to_scale,
+from schedule_cases import (CASES, CASE_IDS, FAMILY_CASES, assert_close_to_scale,
                                   check_case_values, check_restarts, padded_call, restart_list)
 
 if not jax.config.jax_enable_x64:  # fail loudly rather than test float32 twice
