@@ -5,21 +5,60 @@ value, in one format::
 
     ValueError: `cosine_decay(decay_steps=...)` must be > 0, got 0.
 
+A primitive checks its own arguments under its own name. An optimizer that
+builds primitives does so inside `calling("adamw")`, so the same checks name
+the function the user called (and the argument as that function spells it).
 Traced values (inside `jit`, `vmap`, `optax.inject_hyperparams`) pass
 unchecked; concrete arrays are checked element by element.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import numbers
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import jax
 import numpy as np
 
+# (owner, {primitive argument name: the owner's argument name}) of the public
+# function being built, set by `calling`; None outside any.
+_CALLER: contextvars.ContextVar[tuple[str, dict[str, str]] | None] = contextvars.ContextVar(
+    "jaxsched_caller", default=None)
 
-def _where(owner: str, name: str) -> str:
+
+@contextlib.contextmanager
+def calling(owner: str, **renames: str) -> Iterator[None]:
+    """Name `owner` in every check made inside (the outermost caller wins).
+
+    `renames` maps a primitive's argument name to the caller's, e.g.
+    `calling("momentum", decay="momentum")`.
+    """
+    token = _CALLER.set((owner, renames)) if _CALLER.get() is None else None
+    try:
+        yield
+    finally:
+        if token is not None:
+            _CALLER.reset(token)
+
+
+def caller(default: str) -> str:
+    """The public function being built: the outermost `calling`, else `default`."""
+    current = _CALLER.get()
+    return default if current is None else current[0]
+
+
+def where(owner: str, name: str) -> str:
+    """"`owner(name=...)`", as the user called it."""
+    current = _CALLER.get()
+    if current is not None:
+        owner, renames = current[0], current[1]
+        name = renames.get(name, name)
     return f"`{owner}({name}=...)`"
+
+
+_where = where
 
 
 def _show(value: Any) -> str:
@@ -82,8 +121,8 @@ def number(owner: str, name: str, value: Any, *, lo: float | None = None,
             raise ValueError(f"{where} must be finite, got {_show(value)}.")
 
 
-def integer(owner: str, name: str, value: Any, *, lo: int = 0) -> None:
-    """Check an integer count (a Python or NumPy int, or an integer array) >= lo."""
+def integer(owner: str, name: str, value: Any, *, lo: int = 0, hi: int | None = None) -> None:
+    """Check an integer count (a Python or NumPy int, or an integer array) in [lo, hi]."""
     if is_traced(value):
         return
     where = _where(owner, name)
@@ -93,6 +132,8 @@ def integer(owner: str, name: str, value: Any, *, lo: int = 0) -> None:
         raise TypeError(f"{where} must be an integer, got {type(value).__name__} {value!r}.")
     if (np.asarray(value) < lo).any():
         raise ValueError(f"{where} must be >= {lo}, got {_show(value)}.")
+    if hi is not None and (np.asarray(value) > hi).any():
+        raise ValueError(f"{where} must be <= {hi}, got {_show(value)}.")
 
 
 def choice(owner: str, name: str, value: Any, choices: Iterable[str]) -> None:
@@ -150,3 +191,18 @@ def custom(owner: str, name: str, value: Any, condition: Callable[[Any], bool],
         return
     if not condition(value):
         raise ValueError(f"{_where(owner, name)} must {requirement}, got {_show(value)}.")
+
+
+def transformation(owner: str, name: str, value: Any) -> None:
+    """Check an argument is an optax GradientTransformation."""
+    import optax
+    if not isinstance(value, optax.GradientTransformation):
+        raise TypeError(f"{where(owner, name)} must be an optax GradientTransformation, "
+                        f"got {type(value).__name__} {value!r}.")
+
+
+def same_length(owner: str, name: str, value: tuple, other: str, length: int) -> None:
+    """Check a sequence argument has the length of another."""
+    if len(value) != length:
+        raise ValueError(f"{where(owner, name)} must have one entry per {other} ({length}), "
+                         f"got {len(value)}.")

@@ -20,7 +20,7 @@ import numpy as np
 import optax
 
 from jaxsched import _checks
-from jaxsched._transforms import describe_difference
+from jaxsched._builder import Transformation, describe_difference
 
 PyTree = Any
 
@@ -48,16 +48,14 @@ class _Layout(NamedTuple):
 
 
 def _members(tx: Any) -> list:
-    spec = getattr(tx.init, "jaxsched_spec", None)
-    if spec is None:
-        return [tx]
-    if spec["kind"] == "chain":
-        return [m for t in spec["members"] for m in _members(t)]
+    """The transformations of a (nested) jaxsched chain, in order."""
+    if isinstance(tx, Transformation) and tx.members:
+        return [m for t in tx.members for m in _members(t)]
     return [tx]
 
 
-def _spec(tx: Any) -> dict:
-    return getattr(tx.init, "jaxsched_spec", None) or {"kind": "foreign"}
+def _masked(tx: Any) -> bool:
+    return isinstance(tx, Transformation) and tx.mask is not None and tx.with_mask is not None
 
 
 def _layout(tree: PyTree, masked: list, bucket_size: int, max_fused_size: int) -> _Layout:
@@ -67,7 +65,7 @@ def _layout(tree: PyTree, masked: list, bucket_size: int, max_fused_size: int) -
     dtypes = tuple(jnp.result_type(x) for _, x in flat)
     mask_bits = []
     for tx in masked:
-        mask = _spec(tx)["mask"]
+        mask = tx.mask
         mtree = mask(tree) if callable(mask) else mask
         if jax.tree.structure(mtree) != treedef:
             raise ValueError(f"`add_decayed_weights(mask=...)` must have the structure of the "
@@ -91,13 +89,12 @@ def _layout(tree: PyTree, masked: list, bucket_size: int, max_fused_size: int) -
 
 def _rebuild(tx: Any, masked: list, masks: tuple) -> Any:
     """The inner transformation with bucket-level masks in place of tree masks."""
-    spec = _spec(tx)
-    if spec["kind"] == "chain":
+    if isinstance(tx, Transformation) and tx.members:
         from jaxsched._transforms import chain
-        return chain(*(_rebuild(t, masked, masks) for t in spec["members"]))
+        return chain(*(_rebuild(t, masked, masks) for t in tx.members))
     for tx_masked, bucket_mask in zip(masked, masks):
         if tx is tx_masked:
-            return spec["rebuild"](bucket_mask)
+            return tx.with_mask(bucket_mask)
     return tx
 
 
@@ -151,13 +148,13 @@ def fuse(transform: optax.GradientTransformation, bucket_size: int = 8,
     _checks.integer("fuse", "max_fused_size", max_fused_size, lo=0)
     members = _members(transform)
     for m in members:
-        if _spec(m)["kind"] == "per_leaf":
-            raise TypeError(f"`fuse(transform=...)` cannot fuse {_spec(m)['name']}, which "
-                            f"treats each array separately.")
-    masked = [m for m in members if _spec(m)["kind"] == "add_decayed_weights"
-              and _spec(m)["mask"] is not None]
-    needs_params = any(_spec(m)["kind"] in ("add_decayed_weights", "foreign") for m in members)
+        if getattr(m, "per_array", False):
+            raise TypeError(f"`fuse(transform=...)` cannot fuse {m.name}, which treats each array "
+                            f"separately (a per-array norm would become a per-bucket one).")
+    masked = [m for m in members if _masked(m)]
+    needs_params = any(not isinstance(m, Transformation) or m.needs_params for m in members)
     cache: dict = {}
+    initialised: dict = {}  # treedef -> layout, for every tree given to init
 
     def prepare(tree: PyTree) -> tuple[_Layout, Any]:
         treedef = jax.tree.structure(tree)
@@ -177,20 +174,20 @@ def fuse(transform: optax.GradientTransformation, bucket_size: int = 8,
 
     def init(params):
         layout, inner = prepare(params)
-        cache["init"] = layout
+        initialised[layout.treedef] = layout
         return FuseState(inner=inner.init(bucketed(layout, params)))
 
     def update(updates, state, params=None, **extra_args):
-        if "init" in cache:
-            reference = cache["init"]
-            if jax.tree.structure(updates) != reference.treedef:
-                got = {jax.tree_util.keystr(p) for p, _ in
-                       jax.tree_util.tree_flatten_with_path(updates)[0]}
-                want = set(reference.paths)
-                raise ValueError(
-                    "`fuse`: the tree passed to update does not match the one given to init "
-                    f"(only in the updates: {sorted(got - want)[:5]}; only at init: "
-                    f"{sorted(want - got)[:5]}).")
+        treedef = jax.tree.structure(updates)
+        if initialised and treedef not in initialised:
+            reference = next(reversed(initialised.values()))
+            got = {jax.tree_util.keystr(p) for p, _ in
+                   jax.tree_util.tree_flatten_with_path(updates)[0]}
+            want = set(reference.paths)
+            raise ValueError(
+                "`fuse`: the tree passed to update does not match one given to init "
+                f"(only in the updates: {sorted(got - want)[:5]}; only at init: "
+                f"{sorted(want - got)[:5]}).")
         layout, inner = prepare(updates)
         g = bucketed(layout, updates)
         p = bucketed(layout, params) if (needs_params and params is not None) else None

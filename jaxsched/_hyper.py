@@ -3,35 +3,45 @@
 Every jaxsched transformation resolves its hyperparameters once per update:
 a number or array is used as is, a schedule (any callable of the step) is
 called with the transformation's update count, so update k (from 0) uses
-`schedule(k)`. The values used are recorded in the state's `hyperparams`
-dict, which `hyperparams(opt_state)` collects for logging.
+`schedule(k)`. The values used are recorded in the state.
+
+A state class declares what it carries with `@carries(owner, measured=...)`:
+its `hyperparams` dict (if it has that field) holds hyperparameters, and the
+fields named in `measured` hold values measured during the update (the
+global norm, the plateau scale, skip counters). `hyperparams(state)` and
+`measurements(state)` read the two apart.
 """
 
 from __future__ import annotations
 
-import re
-from typing import Any, Callable, Mapping, Union
+from typing import Any, Callable, Mapping, NamedTuple, Union
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from jaxsched import _checks
-from jaxsched._numerics import float_dtype, next_count, zero_count
+from jaxsched._numerics import float_dtype
 
 Array = jax.Array
 Hyper = Union[float, Array, Callable[[Array], Array]]
 
+
+def is_schedule(value: Any) -> bool:
+    """A callable of the step (not an array, which is also callable in some JAX versions)."""
+    return callable(value) and not isinstance(value, (jax.Array, jax.core.Tracer))
+
+
 def check(owner: str, name: str, value: Any, **bounds: Any) -> None:
     """Check a hyperparameter: a schedule passes, a number is range-checked."""
-    if callable(value) and not isinstance(value, (jax.Array, jax.core.Tracer)):
-        return
-    _checks.number(owner, name, value, **bounds)
+    if not is_schedule(value):
+        _checks.number(owner, name, value, **bounds)
 
 
 def resolve(value: Hyper, count: Array) -> Array:
     """The hyperparameter's value at update `count`, in the float dtype."""
-    if callable(value) and not isinstance(value, (jax.Array, jax.core.Tracer)):
-        value = value(count)
+    if is_schedule(value):
+        value = value(count)  # type: ignore[operator]
     return jnp.asarray(value, dtype=float_dtype())
 
 
@@ -39,54 +49,60 @@ def resolve_all(hypers: Mapping[str, Hyper], count: Array) -> dict[str, Array]:
     return {k: resolve(v, count) for k, v in hypers.items()}
 
 
-def _snake(name: str) -> str:
-    name = name.removesuffix("State")
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+class _Carrier(NamedTuple):
+    owner: str  # the primitive's name, the key prefix when a name is ambiguous
+    measured: tuple[str, ...]  # state fields holding measured values
 
 
-def hyperparams(opt_state: Any) -> dict[str, Array]:
-    """The hyperparameter values used by the most recent update, as a flat dict.
+_CARRIERS: dict[type, _Carrier] = {}
 
-    Collects the `hyperparams` of every jaxsched transformation in the state
-    (also nested in `optax.chain`, `optax.MultiSteps` or
-    `optax.inject_hyperparams`, whose injected values are included). Keys are
-    the hyperparameter names (`learning_rate`, `b1`, `global_norm`, ...); a
-    name used by several transformations is prefixed by the transformation
-    (`trace/decay`) and, if still ambiguous, numbered (`scale/factor#1`).
 
-    Example:
-        >>> import jax.numpy as jnp, jaxsched as js
-        >>> opt = js.adamw(js.cosine_decay(1e-3, 100))
-        >>> state = opt.init({"w": jnp.ones(3)})
-        >>> sorted(js.hyperparams(state))
-        ['b1', 'b2', 'eps', 'eps_root', 'learning_rate', 'weight_decay']
-    """
-    found: list[tuple[str, str, Array]] = []
+def carries(owner: str, measured: tuple[str, ...] = ()) -> Callable[[type], type]:
+    """Declare a state class as carrying hyperparameters and/or measured values."""
 
-    def is_state(x: Any) -> bool:
-        return isinstance(x, tuple) and hasattr(x, "_fields") and "hyperparams" in x._fields
+    def register(cls: type) -> type:
+        _CARRIERS[cls] = _Carrier(owner, tuple(measured))
+        return cls
+
+    return register
+
+
+# optax's injected hyperparameters are reported like ours.
+carries("inject_hyperparams")(optax.InjectHyperparamsState)
+carries("inject_hyperparams")(optax.InjectStatefulHyperparamsState)
+
+
+def _collect(opt_state: Any, measured: bool) -> list[tuple[str, str, Any]]:
+    found: list[tuple[str, str, Any]] = []
 
     def visit(x: Any) -> None:
-        if is_state(x):
-            owner = _snake(type(x).__name__)
-            for k, v in x.hyperparams.items():
-                if isinstance(v, (jax.Array, float, int)) or hasattr(v, "shape"):
-                    found.append((owner, k, v))
-            for name, child in zip(x._fields, x):
-                if name != "hyperparams":
-                    visit(child)
+        carrier = _CARRIERS.get(type(x))
+        if carrier is not None:
+            if measured:
+                found.extend((carrier.owner, k, getattr(x, k)) for k in carrier.measured)
+            elif "hyperparams" in x._fields:
+                found.extend((carrier.owner, k, v) for k, v in x.hyperparams.items()
+                             if not is_schedule(v))
+            children = [c for f, c in zip(x._fields, x) if f != "hyperparams"]
         elif isinstance(x, (list, tuple)):
-            for child in x:
-                visit(child)
+            children = list(x)
         elif isinstance(x, dict):
-            for child in x.values():
-                visit(child)
+            children = list(x.values())
+        else:
+            return
+        for child in children:
+            visit(child)
 
     visit(opt_state)
+    return found
+
+
+def _keyed(found: list[tuple[str, str, Any]]) -> dict[str, Any]:
+    """Bare names where unique, `owner/name` where shared, numbered if still shared."""
     counts: dict[str, int] = {}
     for _, k, _ in found:
         counts[k] = counts.get(k, 0) + 1
-    out: dict[str, Array] = {}
+    out: dict[str, Any] = {}
     for owner, k, v in found:
         key = k if counts[k] == 1 else f"{owner}/{k}"
         base, n = key, 1
@@ -95,3 +111,68 @@ def hyperparams(opt_state: Any) -> dict[str, Array]:
             n += 1
         out[key] = v
     return out
+
+
+def _lookup(what: str, values: dict[str, Any], name: str) -> Any:
+    if name in values:
+        return values[name]
+    matches = [k for k in values if k.split("#")[0].rsplit("/", 1)[-1] == name]
+    if len(matches) == 1:
+        return values[matches[0]]
+    if matches:
+        raise KeyError(f"`{what}(state, {name!r})` is ambiguous: the state has "
+                       f"{', '.join(matches)}.")
+    raise KeyError(f"`{what}(state, {name!r})`: no such value; the state has "
+                   f"{', '.join(values) or 'none'}.")
+
+
+def hyperparams(opt_state: Any, name: str | None = None) -> Any:
+    """The hyperparameter values used by the most recent update, as a flat dict.
+
+    Collects the hyperparameters of every jaxsched transformation in the state
+    (also nested in `optax.chain`, `optax.MultiSteps` or
+    `optax.inject_hyperparams`, whose injected values are included). Keys are
+    the hyperparameter names (`learning_rate`, `b1`, ...); a name used by
+    several transformations is prefixed by the transformation
+    (`trace/decay`) and, if still ambiguous, numbered (`scale/factor#1`).
+    Values measured during the update (the global norm, the plateau scale,
+    skip counts) are not hyperparameters: `measurements(state)` has them.
+
+    Args:
+      opt_state: an optimizer state.
+      name: return only this value: a key of the dict, or a bare name that
+        ends exactly one key (`"decay"` for `"trace/decay"`).
+
+    Raises:
+      KeyError: for a `name` that matches no key, or several.
+
+    Example:
+        >>> import jax.numpy as jnp, jaxsched as js
+        >>> opt = js.adamw(js.cosine_decay(1e-3, 100))
+        >>> state = opt.init({"w": jnp.ones(3)})
+        >>> sorted(js.hyperparams(state))
+        ['b1', 'b2', 'eps', 'eps_root', 'learning_rate', 'weight_decay']
+        >>> float(js.hyperparams(state, "learning_rate"))
+        0.0010000000474974513
+    """
+    values = _keyed(_collect(opt_state, measured=False))
+    return values if name is None else _lookup("hyperparams", values, name)
+
+
+def measurements(opt_state: Any, name: str | None = None) -> Any:
+    """Values measured by the most recent update, as a flat dict.
+
+    `global_norm` (the pre-clip global norm, from `clip_by_global_norm`),
+    `scale` (the scale in force, from `reduce_on_plateau`), `total_skips` and
+    `consecutive_skips` (from `skip_nonfinite`); keyed as `hyperparams` keys
+    its values.
+
+    Example:
+        >>> import jax.numpy as jnp, jaxsched as js
+        >>> opt = js.chain(js.clip_by_global_norm(1.0), js.sgd(0.1))
+        >>> _, state = opt.update(jnp.array([3.0, 4.0]), opt.init(jnp.zeros(2)))
+        >>> float(js.measurements(state)["global_norm"])
+        5.0
+    """
+    values = _keyed(_collect(opt_state, measured=True))
+    return values if name is None else _lookup("measurements", values, name)

@@ -1,34 +1,25 @@
 """Optimizers: each only a chain of jaxsched transformations.
 
 Every hyperparameter may be a number, an array or a schedule; the learning
-rate actually used is in `jaxsched.hyperparams(state)["learning_rate"]`.
+rate actually used is `jaxsched.hyperparams(state, "learning_rate")`. The
+positional order of every argument is optax's function of the same name;
+the primitives check the arguments, naming the optimizer the user called.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import optax
-
-from jaxsched import _checks, _hyper
+from jaxsched import _checks
+from jaxsched._builder import MaskOrFn, Transformation
 from jaxsched._hyper import Hyper
-from jaxsched._transforms import (MaskOrFn, add_decayed_weights, chain, scale_by_adagrad,
-                                  scale_by_adam, scale_by_learning_rate, scale_by_rms, trace)
+from jaxsched._transforms import (add_decayed_weights, chain, scale_by_adagrad, scale_by_adam,
+                                  scale_by_learning_rate, scale_by_rms, trace)
 
 
-def _lr(owner: str, learning_rate: Any) -> None:
-    _hyper.check(owner, "learning_rate", learning_rate, lo=0)
-
-
-def _adam_args(owner: str, b1: Any, b2: Any, eps: Any) -> None:
-    # Checked here too, so that the error names the function the user called.
-    _hyper.check(owner, "b1", b1, lo=0, hi=1, hi_open=True)
-    _hyper.check(owner, "b2", b2, lo=0, hi=1, hi_open=True)
-    _hyper.check(owner, "eps", eps, lo=0)
-
-
-def sgd(learning_rate: Hyper) -> optax.GradientTransformationExtraArgs:
-    """Stochastic gradient descent: p -= learning_rate * g.
+def sgd(learning_rate: Hyper, momentum: Hyper | None = None, nesterov: bool = False,
+        accumulator_dtype: Any = None) -> Transformation:
+    """Stochastic gradient descent: p -= learning_rate * g (with `momentum`, see `js.momentum`).
 
     Example:
         >>> import jax.numpy as jnp, optax, jaxsched as js
@@ -37,16 +28,20 @@ def sgd(learning_rate: Hyper) -> optax.GradientTransformationExtraArgs:
         >>> optax.apply_updates(jnp.zeros(1), u).tolist()
         [-0.10000000149011612]
     """
-    _lr("sgd", learning_rate)
-    return chain(scale_by_learning_rate(learning_rate))
+    with _checks.calling("sgd", decay="momentum"):
+        if momentum is None:
+            _checks.boolean("sgd", "nesterov", nesterov)
+            return chain(scale_by_learning_rate(learning_rate))
+        return chain(trace(momentum, nesterov, accumulator_dtype),
+                     scale_by_learning_rate(learning_rate))
 
 
-def momentum(learning_rate: Hyper, momentum: Hyper = 0.9,
-             nesterov: bool = False) -> optax.GradientTransformationExtraArgs:
+def momentum(learning_rate: Hyper, momentum: Hyper = 0.9, nesterov: bool = False,
+             accumulator_dtype: Any = None) -> Transformation:
     """SGD with momentum, as PyTorch's SGD: buf = momentum * buf + g; p -= lr * buf.
 
     With `nesterov`, p -= lr * (g + momentum * buf). The momentum's value is
-    reported as `decay` by `hyperparams`.
+    reported as `decay` by `hyperparams`. `optax.sgd(lr, momentum)` is the same.
 
     Example:
         >>> import jax.numpy as jnp, jaxsched as js
@@ -55,14 +50,13 @@ def momentum(learning_rate: Hyper, momentum: Hyper = 0.9,
         >>> [round(x, 6) for x in u.tolist()]
         [-0.1]
     """
-    _lr("momentum", learning_rate)
-    _hyper.check("momentum", "momentum", momentum, lo=0, hi=1)
-    _checks.boolean("momentum", "nesterov", nesterov)
-    return chain(trace(momentum, nesterov), scale_by_learning_rate(learning_rate))
+    with _checks.calling("momentum", decay="momentum"):
+        return chain(trace(momentum, nesterov, accumulator_dtype),
+                     scale_by_learning_rate(learning_rate))
 
 
 def adagrad(learning_rate: Hyper, initial_accumulator_value: float = 0.1,
-            eps: Hyper = 1e-7) -> optax.GradientTransformationExtraArgs:
+            eps: Hyper = 1e-7) -> Transformation:
     """AdaGrad: s += g^2; p -= lr * g / sqrt(s + eps) (Duchi et al., 2011).
 
     Example:
@@ -71,18 +65,19 @@ def adagrad(learning_rate: Hyper, initial_accumulator_value: float = 0.1,
         >>> opt.update(jnp.array([2.0]), opt.init(jnp.zeros(1)))[0].tolist()
         [-1.0]
     """
-    _lr("adagrad", learning_rate)
-    _checks.number("adagrad", "initial_accumulator_value", initial_accumulator_value, lo=0)
-    _hyper.check("adagrad", "eps", eps, lo=0)
-    return chain(scale_by_adagrad(initial_accumulator_value, eps),
-                 scale_by_learning_rate(learning_rate))
+    with _checks.calling("adagrad"):
+        return chain(scale_by_adagrad(initial_accumulator_value, eps),
+                     scale_by_learning_rate(learning_rate))
 
 
 def rmsprop(learning_rate: Hyper, decay: Hyper = 0.9, eps: Hyper = 1e-8,
-            centered: bool = False) -> optax.GradientTransformationExtraArgs:
+            initial_scale: float = 0.0, eps_in_sqrt: bool = True, centered: bool = False,
+            momentum: Hyper | None = None, nesterov: bool = False) -> Transformation:
     """RMSProp: v = decay * v + (1 - decay) * g^2; p -= lr * g / sqrt(v + eps).
 
-    `eps` inside the root, as optax (PyTorch adds it outside).
+    `eps` inside the root by default, as optax; PyTorch's RMSprop is
+    `eps_in_sqrt=False`. With `momentum`, the scaled update feeds a momentum
+    buffer (`trace`), as optax and PyTorch.
 
     Example:
         >>> import jax.numpy as jnp, jaxsched as js
@@ -90,18 +85,22 @@ def rmsprop(learning_rate: Hyper, decay: Hyper = 0.9, eps: Hyper = 1e-8,
         >>> opt.update(jnp.array([4.0]), opt.init(jnp.zeros(1)))[0].tolist()
         [-1.0]
     """
-    _lr("rmsprop", learning_rate)
-    _hyper.check("rmsprop", "decay", decay, lo=0, hi=1)
-    _hyper.check("rmsprop", "eps", eps, lo=0)
-    _checks.boolean("rmsprop", "centered", centered)
-    return chain(scale_by_rms(decay, eps, 0.0, centered), scale_by_learning_rate(learning_rate))
+    with _checks.calling("rmsprop"):
+        parts = [scale_by_rms(decay, eps, initial_scale, eps_in_sqrt, centered=centered),
+                 scale_by_learning_rate(learning_rate)]
+        _checks.boolean("rmsprop", "nesterov", nesterov)
+    if momentum is not None:
+        with _checks.calling("rmsprop", decay="momentum"):
+            parts.append(trace(momentum, nesterov))
+    return chain(*parts)
 
 
-def adam(learning_rate: Hyper, b1: Hyper = 0.9, b2: Hyper = 0.999,
-         eps: Hyper = 1e-8) -> optax.GradientTransformationExtraArgs:
+def adam(learning_rate: Hyper, b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper = 1e-8,
+         eps_root: Hyper = 0.0, mu_dtype: Any = None, *, nu_dtype: Any = None,
+         nesterov: bool = False) -> Transformation:
     """Adam (Kingma & Ba, 2015): p -= lr * m_hat / (sqrt(v_hat) + eps).
 
-    See `scale_by_adam` for the moment formulas.
+    See `scale_by_adam` for the moment formulas and their dtypes.
 
     Example:
         >>> import jax.numpy as jnp, jaxsched as js
@@ -109,13 +108,16 @@ def adam(learning_rate: Hyper, b1: Hyper = 0.9, b2: Hyper = 0.999,
         >>> [round(x, 6) for x in opt.update(jnp.array([3.0]), opt.init(jnp.zeros(1)))[0].tolist()]
         [-0.1]
     """
-    _lr("adam", learning_rate)
-    _adam_args("adam", b1, b2, eps)
-    return chain(scale_by_adam(b1, b2, eps), scale_by_learning_rate(learning_rate))
+    with _checks.calling("adam"):
+        return chain(scale_by_adam(b1, b2, eps, eps_root, mu_dtype=mu_dtype, nu_dtype=nu_dtype,
+                                   nesterov=nesterov),
+                     scale_by_learning_rate(learning_rate))
 
 
 def adamw(learning_rate: Hyper, b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper = 1e-8,
-          weight_decay: Hyper = 1e-4, mask: MaskOrFn = None) -> optax.GradientTransformationExtraArgs:
+          eps_root: Hyper = 0.0, mu_dtype: Any = None, weight_decay: Hyper = 1e-4,
+          mask: MaskOrFn = None, *, nu_dtype: Any = None,
+          nesterov: bool = False) -> Transformation:
     """AdamW: Adam with decoupled weight decay (Loshchilov & Hutter, 2019).
 
     p -= lr * (m_hat / (sqrt(v_hat) + eps) + weight_decay * p)
@@ -134,8 +136,8 @@ def adamw(learning_rate: Hyper, b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper =
         >>> [round(x, 6) for x in opt.update(jnp.array([3.0]), opt.init(p), p)[0].tolist()]
         [-0.2]
     """
-    _lr("adamw", learning_rate)
-    _adam_args("adamw", b1, b2, eps)
-    _hyper.check("adamw", "weight_decay", weight_decay, lo=0)
-    return chain(scale_by_adam(b1, b2, eps), add_decayed_weights(weight_decay, mask),
-                 scale_by_learning_rate(learning_rate))
+    with _checks.calling("adamw"):
+        return chain(scale_by_adam(b1, b2, eps, eps_root, mu_dtype=mu_dtype, nu_dtype=nu_dtype,
+                                   nesterov=nesterov),
+                     add_decayed_weights(weight_decay, mask),
+                     scale_by_learning_rate(learning_rate))

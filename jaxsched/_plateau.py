@@ -14,7 +14,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxsched import _checks, _hyper, _numerics
+from jaxsched import _checks, _numerics
+from jaxsched._builder import Transformation, describe
+from jaxsched._hyper import carries
 from jaxsched._numerics import float_dtype
 
 Array = jax.Array
@@ -22,6 +24,7 @@ Array = jax.Array
 _OWNER = "reduce_on_plateau"
 
 
+@carries("reduce_on_plateau", measured=("scale",))
 class ReduceOnPlateauState(NamedTuple):
     """State of `reduce_on_plateau`: PyTorch's scheduler fields as fixed-dtype arrays.
 
@@ -39,13 +42,12 @@ class ReduceOnPlateauState(NamedTuple):
     scale: Array  # float []: the scale in force (1.0 at first)
     acc_sum: Array  # float []: sum of the values accumulated towards the next decision
     acc_count: Array  # int32 []: number of values in acc_sum
-    hyperparams: dict  # {"scale": float []: the scale applied to the most recent update}
 
 
-def reduce_on_plateau(factor: Any = 0.1, patience: Any = 10, mode: str = "min",
+def reduce_on_plateau(factor: Any = 0.1, patience: Any = 10, *, mode: str = "min",
                       threshold: Any = 1e-4, threshold_mode: str = "rel", cooldown: Any = 0,
                       min_scale: Any = 0.0, eps: Any = 1e-8,
-                      accumulation_size: Any = 1) -> optax.GradientTransformationExtraArgs:
+                      accumulation_size: Any = 1) -> Transformation:
     """Multiply updates by a scale that is cut by `factor` when `value` plateaus.
 
     Call `update(updates, state, params, value=metric)`. Every
@@ -100,7 +102,7 @@ def reduce_on_plateau(factor: Any = 0.1, patience: Any = 10, mode: str = "min",
 
     Returns:
       An `optax.GradientTransformationExtraArgs` whose state is a
-      `ReduceOnPlateauState`; `jaxsched.hyperparams(state)["scale"]` is the
+      `ReduceOnPlateauState`; `jaxsched.measurements(state)["scale"]` is the
       scale applied to the most recent update. Inside `optax.chain` or
       `jaxsched.chain` the `value=` keyword is forwarded to it.
 
@@ -118,7 +120,7 @@ def reduce_on_plateau(factor: Any = 0.1, patience: Any = 10, mode: str = "min",
         >>> state = tx.init(None)
         >>> for loss in [3.0, 2.0, 2.0, 2.0, 2.0, 2.0]:
         ...     u, state = tx.update(jnp.ones(1), state, value=loss)
-        ...     print(float(js.hyperparams(state)["scale"]), u.tolist())
+        ...     print(float(js.measurements(state)["scale"]), u.tolist())
         1.0 [1.0]
         1.0 [1.0]
         1.0 [1.0]
@@ -127,14 +129,15 @@ def reduce_on_plateau(factor: Any = 0.1, patience: Any = 10, mode: str = "min",
         0.25 [0.25]
     """
     _checks.number(_OWNER, "factor", factor, lo=0, hi=1, lo_open=True, hi_open=True)
-    _checks.integer(_OWNER, "patience", patience, lo=0)
+    _checks.integer(_OWNER, "patience", patience, lo=0, hi=_numerics.INT32_MAX)
     _checks.choice(_OWNER, "mode", mode, ("min", "max"))
     _checks.number(_OWNER, "threshold", threshold, lo=0)
     _checks.choice(_OWNER, "threshold_mode", threshold_mode, ("rel", "abs"))
-    _checks.integer(_OWNER, "cooldown", cooldown, lo=0)
+    _checks.integer(_OWNER, "cooldown", cooldown, lo=0, hi=_numerics.INT32_MAX)
     _checks.number(_OWNER, "min_scale", min_scale, lo=0)
     _checks.number(_OWNER, "eps", eps, lo=0)
-    _checks.integer(_OWNER, "accumulation_size", accumulation_size, lo=1)
+    _checks.integer(_OWNER, "accumulation_size", accumulation_size, lo=1,
+                    hi=_numerics.INT32_MAX)
     minimize = mode == "min"
     relative = threshold_mode == "rel"
 
@@ -146,8 +149,7 @@ def reduce_on_plateau(factor: Any = 0.1, patience: Any = 10, mode: str = "min",
             count=_numerics.zero_count(),
             best=jnp.asarray(jnp.inf if minimize else -jnp.inf, fdt),
             num_bad=jnp.zeros([], jnp.int32), cooldown_left=jnp.zeros([], jnp.int32),
-            scale=scale, acc_sum=jnp.zeros([], fdt), acc_count=jnp.zeros([], jnp.int32),
-            hyperparams={"scale": scale})
+            scale=scale, acc_sum=jnp.zeros([], fdt), acc_count=jnp.zeros([], jnp.int32))
 
     def decide(a: Array, state: ReduceOnPlateauState) -> tuple[Array, Array, Array, Array]:
         """One PyTorch `step(a)`: the new (best, num_bad, cooldown_left, scale)."""
@@ -195,10 +197,9 @@ def reduce_on_plateau(factor: Any = 0.1, patience: Any = 10, mode: str = "min",
             num_bad=keep(num_bad, state.num_bad),
             cooldown_left=keep(cooldown_left, state.cooldown_left), scale=scale,
             acc_sum=jnp.where(ready, jnp.zeros([], fdt), acc_sum),
-            acc_count=jnp.where(ready, 0, acc_count).astype(jnp.int32),
-            hyperparams={"scale": scale})
+            acc_count=jnp.where(ready, 0, acc_count).astype(jnp.int32))
         updates = jax.tree.map(lambda g: (g.astype(fdt) * scale).astype(jnp.result_type(g)),
                                updates)
         return updates, new_state
 
-    return optax.GradientTransformationExtraArgs(init, update)
+    return describe(optax.GradientTransformationExtraArgs(init, update))

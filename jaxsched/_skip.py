@@ -8,7 +8,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxsched import _checks, _hyper, _numerics
+from jaxsched import _checks, _numerics
+from jaxsched._builder import Transformation, describe
+from jaxsched._hyper import carries
 
 Array = jax.Array
 PyTree = Any
@@ -16,6 +18,7 @@ PyTree = Any
 _OWNER = "skip_nonfinite"
 
 
+@carries("skip_nonfinite", measured=("total_skips", "consecutive_skips"))
 class SkipNonfiniteState(NamedTuple):
     """State of `skip_nonfinite`: the inner state and the skip counters.
 
@@ -30,7 +33,6 @@ class SkipNonfiniteState(NamedTuple):
     inner_state: PyTree  # the wrapped transformation's state, untouched by a skipped update
     total_skips: Array  # int32 []: updates skipped so far, saturating
     consecutive_skips: Array  # int32 []: updates skipped since the last finite one
-    hyperparams: dict  # {}: none of its own (the inner state's are reported as usual)
 
 
 def _all_finite(tree: PyTree) -> Array:
@@ -41,7 +43,7 @@ def _all_finite(tree: PyTree) -> Array:
 
 
 def skip_nonfinite(inner: optax.GradientTransformation,
-                   max_consecutive: Optional[int] = None) -> optax.GradientTransformationExtraArgs:
+                   max_consecutive: Optional[int] = None) -> Transformation:
     """Wrap `inner` so an update with a NaN or infinite gradient is skipped exactly.
 
     finite = every element of every incoming update is finite
@@ -94,9 +96,7 @@ def skip_nonfinite(inner: optax.GradientTransformation,
         >>> [round(x, 6) for x in u.tolist()], int(state.consecutive_skips)
         ([-0.1, -0.2], 0)
     """
-    if not isinstance(inner, optax.GradientTransformation):
-        raise TypeError(f"`{_OWNER}(inner=...)` must be an optax GradientTransformation, "
-                        f"got {type(inner).__name__} {inner!r}.")
+    _checks.transformation(_OWNER, "inner", inner)
     if max_consecutive is not None:
         _checks.integer(_OWNER, "max_consecutive", max_consecutive, lo=0)
     inner = optax.with_extra_args_support(inner)
@@ -104,7 +104,7 @@ def skip_nonfinite(inner: optax.GradientTransformation,
     def init(params):
         zero = _numerics.zero_count()
         return SkipNonfiniteState(count=zero, inner_state=inner.init(params), total_skips=zero,
-                                  consecutive_skips=zero, hyperparams={})
+                                  consecutive_skips=zero)
 
     def update(updates, state, params=None, **extra_args):
         finite = _all_finite(updates)
@@ -122,7 +122,7 @@ def skip_nonfinite(inner: optax.GradientTransformation,
         return out, SkipNonfiniteState(count=_numerics.next_count(state.count),
                                        inner_state=inner_state,
                                        total_skips=total.astype(jnp.int32),
-                                       consecutive_skips=consecutive.astype(jnp.int32),
-                                       hyperparams={})
+                                       consecutive_skips=consecutive.astype(jnp.int32))
 
-    return optax.GradientTransformationExtraArgs(init, update)
+    return describe(optax.GradientTransformationExtraArgs(init, update), needs_params=True,
+                    per_array=getattr(inner, "per_array", False))

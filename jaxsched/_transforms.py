@@ -2,125 +2,147 @@
 
 Every hyperparameter may be a number, an array (so `jax.vmap` can sweep it and
 changing it never recompiles) or a schedule (update k uses `schedule(k)`).
-Hyperparameter arithmetic happens in float32 (float64 under x64) whatever the
-parameter dtype; updates come back in the gradients' dtype. Each state is a
-`<Name>State` NamedTuple with a saturating int32 `count` and the
-`hyperparams` used by the most recent update.
+Each transformation is its per-array formula, lifted to pytrees by
+`_builder.transformation`; its state is a `<Name>State` NamedTuple with a
+saturating int32 `count`, its buffers and the `hyperparams` used by the most
+recent update. Arithmetic is done in float32 (float64 under x64) whatever
+the parameter dtype; buffers of bfloat16/float16 parameters are float32.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Optional, Union
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
 from jaxsched import _checks, _hyper, _numerics
-from jaxsched._hyper import Hyper
+from jaxsched._builder import Buffer, MaskOrFn, Transformation, describe, transformation
+from jaxsched._hyper import Hyper, carries
 from jaxsched._numerics import float_dtype
 
 Array = jax.Array
 PyTree = Any
 
 
-# ---------------------------------------------------------------- helpers
+# ---------------------------------------------------------------- states
 
-def _f(x: Array) -> Array:
-    return x.astype(float_dtype())
-
-
-def describe_difference(a: PyTree, b: PyTree, a_name: str = "the updates",
-                         b_name: str = "the state") -> str:
-    paths_a = {jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(a)[0]}
-    paths_b = {jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(b)[0]}
-    only_a, only_b = sorted(paths_a - paths_b), sorted(paths_b - paths_a)
-    parts = []
-    if only_a:
-        parts.append(f"only in {a_name}: {', '.join(only_a[:5])}")
-    if only_b:
-        parts.append(f"only in {b_name}: {', '.join(only_b[:5])}")
-    if not parts:
-        parts.append(f"structures differ: {jax.tree.structure(a)} vs {jax.tree.structure(b)}")
-    return "; ".join(parts)
+def _hyper_state(name: str, owner: str) -> Any:
+    """A `<Name>State` holding only the update count and the hyperparameters used last."""
+    cls = NamedTuple(name, [("count", Array), ("hyperparams", dict)])
+    cls.__module__ = __name__
+    cls.__doc__ = (f"State of `{owner}`: `count` (int32 [], updates done, saturating) and "
+                   f"`hyperparams` (the values used last).\n\nExample:\n"
+                   f"    >>> import jaxsched as js\n    >>> js.{name}._fields\n"
+                   f"    ('count', 'hyperparams')\n")
+    return carries(owner)(cls)
 
 
-def check_same_tree(owner: str, updates: PyTree, reference: PyTree, what: str = "init") -> None:
-    """Raise a ValueError naming the difference if two trees differ in structure."""
-    if jax.tree.structure(updates) != jax.tree.structure(reference):
-        if what == "init":
-            head, ref_name = "the tree passed to update does not match the one given to init", \
-                "the state"
-        else:
-            head, ref_name = f"the updates do not match {what}", what
-        raise ValueError(f"`{owner}`: {head} "
-                         f"({describe_difference(updates, reference, b_name=ref_name)}).")
+ClipState = _hyper_state("ClipState", "clip")
+ClipByNormState = _hyper_state("ClipByNormState", "clip_by_norm")
+ScaleState = _hyper_state("ScaleState", "scale")
+ScaleByScheduleState = _hyper_state("ScaleByScheduleState", "scale_by_schedule")
+ScaleByLearningRateState = _hyper_state("ScaleByLearningRateState", "scale_by_learning_rate")
+AddDecayedWeightsState = _hyper_state("AddDecayedWeightsState", "add_decayed_weights")
 
 
-def _with_spec(tx: optax.GradientTransformation, **spec: Any) -> optax.GradientTransformation:
-    """Describe `tx` for `fuse` (which needs to see chains, masks and per-array steps)."""
-    init = tx.init
+@carries("clip_by_global_norm", measured=("global_norm",))
+class ClipByGlobalNormState(NamedTuple):
+    """State of `clip_by_global_norm`; `global_norm` is measured, not a hyperparameter.
 
-    def described_init(params):
-        return init(params)
-
-    described_init.jaxsched_spec = spec
-    return tx._replace(init=described_init)
-
-
-def _zeros(params: PyTree, dtype: Any = None) -> PyTree:
-    # zeros_like keeps each parameter's sharding, so the state follows the params.
-    return jax.tree.map(lambda p: jnp.zeros_like(p, dtype=dtype or jnp.result_type(p)), params)
-
-
-def _cast_like(x: Array, like: Array) -> Array:
-    return x.astype(jnp.result_type(like))
-
-
-def _stateless(owner: str, state_cls: type, hypers: dict[str, Hyper],
-               apply: Callable[[PyTree, dict, PyTree], tuple[PyTree, dict]]
-               ) -> optax.GradientTransformation:
-    """A transformation whose state is only the count and the hyperparameters.
-
-    `apply(updates, hp, params) -> (updates, extra)`; `extra` adds recorded
-    values (e.g. the global norm) to `hyperparams`.
+    Example:
+        >>> import jaxsched as js
+        >>> js.clip_by_global_norm(1.0).init(None)._fields
+        ('count', 'global_norm', 'hyperparams')
     """
 
-    def init(params):
-        del params
-        count = _numerics.zero_count()
-        hp = _hyper.resolve_all(hypers, count)
-        _, extra = apply(None, hp, None)
-        return state_cls(count=count, hyperparams={**hp, **extra})
+    count: Array  # int32 []
+    global_norm: Array  # float []: the pre-clip global norm of the last update
+    hyperparams: dict  # {"max_norm": float []}
 
-    def update(updates, state, params=None):
-        hp = _hyper.resolve_all(hypers, state.count)
-        updates, extra = apply(updates, hp, params)
-        return updates, state_cls(count=_numerics.next_count(state.count),
-                                  hyperparams={**hp, **extra})
 
-    return optax.GradientTransformation(init, update)
+@carries("scale_by_adam")
+class ScaleByAdamState(NamedTuple):
+    """State of `scale_by_adam`.
+
+    Example:
+        >>> import jax.numpy as jnp, jaxsched as js
+        >>> state = js.scale_by_adam().init(jnp.zeros(2, jnp.bfloat16))
+        >>> state._fields, state.mu.dtype, state.nu.dtype
+        (('count', 'mu', 'nu', 'hyperparams'), dtype('float32'), dtype('float32'))
+    """
+
+    count: Array  # int32 []: updates done, saturating
+    mu: PyTree  # first moment, like params (float32 for bf16/f16 params, or mu_dtype)
+    nu: PyTree  # second moment, like params (float32 for bf16/f16 params, or nu_dtype)
+    hyperparams: dict  # {"b1", "b2", "eps", "eps_root": float []}
+
+
+@carries("scale_by_rms")
+class ScaleByRmsState(NamedTuple):
+    """State of `scale_by_rms`; `mu` is `()` unless centered.
+
+    Example:
+        >>> import jax.numpy as jnp, jaxsched as js
+        >>> js.scale_by_rms().init(jnp.zeros(2)).mu
+        ()
+    """
+
+    count: Array  # int32 []
+    nu: PyTree  # mean of squares, like params
+    mu: PyTree  # mean (centered only; otherwise an empty tuple)
+    hyperparams: dict  # {"decay", "eps": float []}
+
+
+@carries("scale_by_adagrad")
+class ScaleByAdagradState(NamedTuple):
+    """State of `scale_by_adagrad`.
+
+    Example:
+        >>> import jax.numpy as jnp, jaxsched as js
+        >>> js.scale_by_adagrad(0.5).init(jnp.zeros(2)).sum_of_squares.tolist()
+        [0.5, 0.5]
+    """
+
+    count: Array  # int32 []
+    sum_of_squares: PyTree  # like params
+    hyperparams: dict  # {"eps": float []}
+
+
+@carries("trace")
+class TraceState(NamedTuple):
+    """State of `trace`.
+
+    Example:
+        >>> import jax.numpy as jnp, jaxsched as js
+        >>> js.trace(0.9).init(jnp.zeros(2)).trace.tolist()
+        [0.0, 0.0]
+    """
+
+    count: Array  # int32 []
+    trace: PyTree  # momentum buffer, like params
+    hyperparams: dict  # {"decay": float []}
+
+
+@carries("ema")
+class EmaState(NamedTuple):
+    """State of `ema`.
+
+    Example:
+        >>> import jax.numpy as jnp, jaxsched as js
+        >>> js.ema(0.9).init(jnp.zeros(2))._fields
+        ('count', 'ema', 'hyperparams')
+    """
+
+    count: Array  # int32 []
+    ema: PyTree  # running average (not debiased), like params
+    hyperparams: dict  # {"decay": float []}
 
 
 # ---------------------------------------------------------------- clipping
 
-class ClipState(NamedTuple):
-    """State of `clip`: the update count, and the hyperparameters used last.
-
-    Example:
-        >>> import jax.numpy as jnp, jaxsched as js
-        >>> state = js.clip(1.0).init(None)
-        >>> state._fields
-        ('count', 'hyperparams')
-        >>> int(state.count), sorted(state.hyperparams)
-        (0, ['max_delta'])
-    """
-
-    count: Array  # int32 []: updates done, saturating
-    hyperparams: dict  # {"max_delta": float []}
-
-
-def clip(max_delta: Hyper) -> optax.GradientTransformation:
+def clip(max_delta: Hyper) -> Transformation:
     """Clip every element to [-max_delta, max_delta].
 
     u = min(max(g, -max_delta), max_delta)
@@ -136,31 +158,11 @@ def clip(max_delta: Hyper) -> optax.GradientTransformation:
         [-1.0, 0.5, 1.0]
     """
     _hyper.check("clip", "max_delta", max_delta, lo=0)
-
-    def apply(updates, hp, params):
-        d = hp["max_delta"]
-        return jax.tree.map(lambda g: _cast_like(jnp.clip(_f(g), -d, d), g), updates), {}
-
-    return _stateless("clip", ClipState, {"max_delta": max_delta}, apply)
+    return transformation("clip", ClipState, {"max_delta": max_delta},
+                          lambda hp, g: jnp.clip(g, -hp.max_delta, hp.max_delta))
 
 
-class ClipByNormState(NamedTuple):
-    """State of `clip_by_norm`: the update count, and the hyperparameters used last.
-
-    Example:
-        >>> import jax.numpy as jnp, jaxsched as js
-        >>> state = js.clip_by_norm(1.0).init(None)
-        >>> state._fields
-        ('count', 'hyperparams')
-        >>> int(state.count), sorted(state.hyperparams)
-        (0, ['max_norm'])
-    """
-
-    count: Array  # int32 []
-    hyperparams: dict  # {"max_norm": float []}
-
-
-def clip_by_norm(max_norm: Hyper) -> optax.GradientTransformation:
+def clip_by_norm(max_norm: Hyper) -> Transformation:
     """Clip each array to L2 norm `max_norm` (`tf.clip_by_norm` per array).
 
     u = g * max_norm / max(||g||, max_norm)
@@ -177,33 +179,12 @@ def clip_by_norm(max_norm: Hyper) -> optax.GradientTransformation:
     """
     _hyper.check("clip_by_norm", "max_norm", max_norm, lo=0, lo_open=True)
 
-    def apply(updates, hp, params):
-        m = hp["max_norm"]
+    def step(hp, g):
+        norm = jnp.sqrt(jnp.sum(jnp.square(g)))
+        return g * (hp.max_norm / jnp.maximum(norm, hp.max_norm))
 
-        def one(g):
-            norm = jnp.sqrt(jnp.sum(jnp.square(_f(g))))
-            return _cast_like(_f(g) * (m / jnp.maximum(norm, m)), g)
-
-        return jax.tree.map(one, updates), {}
-
-    return _with_spec(_stateless("clip_by_norm", ClipByNormState, {"max_norm": max_norm}, apply),
-                      kind="per_leaf", name="clip_by_norm")
-
-
-class ClipByGlobalNormState(NamedTuple):
-    """State of `clip_by_global_norm`: the update count, and the hyperparameters used last.
-
-    Example:
-        >>> import jax.numpy as jnp, jaxsched as js
-        >>> state = js.clip_by_global_norm(1.0).init(None)
-        >>> state._fields
-        ('count', 'hyperparams')
-        >>> int(state.count), sorted(state.hyperparams)
-        (0, ['global_norm', 'max_norm'])
-    """
-
-    count: Array  # int32 []
-    hyperparams: dict  # {"max_norm": float [], "global_norm": float [] (pre-clip, last update)}
+    return transformation("clip_by_norm", ClipByNormState, {"max_norm": max_norm}, step,
+                          per_array=True)
 
 
 def global_norm(tree: PyTree) -> Array:
@@ -219,17 +200,17 @@ def global_norm(tree: PyTree) -> Array:
     leaves = jax.tree.leaves(tree)
     if not leaves:
         return jnp.zeros([], float_dtype())
-    return jnp.sqrt(sum(jnp.sum(jnp.square(_f(x))) for x in leaves))
+    return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(float_dtype()))) for x in leaves))
 
 
-def clip_by_global_norm(max_norm: Hyper) -> optax.GradientTransformation:
+def clip_by_global_norm(max_norm: Hyper) -> Transformation:
     """Scale all arrays together so their global L2 norm is at most `max_norm`.
 
     n = sqrt(sum over arrays of ||g||^2)
     u = g * max_norm / max(n, max_norm)
 
-    The state records the pre-clip global norm of the last update
-    (`hyperparams(state)["global_norm"]`), for logging. PyTorch's
+    The state records the pre-clip global norm of the last update, a
+    measured value: `measurements(state)["global_norm"]`. PyTorch's
     `clip_grad_norm_` divides by `n + 1e-6` instead.
 
     Args:
@@ -239,44 +220,23 @@ def clip_by_global_norm(max_norm: Hyper) -> optax.GradientTransformation:
         >>> import jax.numpy as jnp, jaxsched as js
         >>> tx = js.clip_by_global_norm(1.0)
         >>> u, s = tx.update({"a": jnp.array([3.0]), "b": jnp.array([4.0])}, tx.init(None))
-        >>> float(js.hyperparams(s)["global_norm"]), round(float(u["b"][0]), 6)
+        >>> float(js.measurements(s)["global_norm"]), round(float(u["b"][0]), 6)
         (5.0, 0.8)
     """
     _hyper.check("clip_by_global_norm", "max_norm", max_norm, lo=0, lo_open=True)
-
-    def apply(updates, hp, params):
-        if updates is None:
-            return None, {"global_norm": jnp.zeros([], float_dtype())}
-        m = hp["max_norm"]
-        norm = global_norm(updates)
-        factor = m / jnp.maximum(norm, m)
-        clipped = jax.tree.map(lambda g: _cast_like(_f(g) * factor, g), updates)
-        return clipped, {"global_norm": norm}
-
-    return _stateless("clip_by_global_norm", ClipByGlobalNormState, {"max_norm": max_norm},
-                      apply)
+    return transformation(
+        "clip_by_global_norm", ClipByGlobalNormState, {"max_norm": max_norm},
+        lambda hp, g: g * (hp.max_norm / jnp.maximum(hp.global_norm, hp.max_norm)),
+        prepare=lambda hp, updates: {"global_norm": global_norm(updates)},
+        measured={"global_norm": lambda: jnp.zeros([], float_dtype())})
 
 
 # ---------------------------------------------------------------- scaling
 
-class ScaleState(NamedTuple):
-    """State of `scale`: the update count, and the hyperparameters used last.
-
-    Example:
-        >>> import jax.numpy as jnp, jaxsched as js
-        >>> state = js.scale(0.5).init(None)
-        >>> state._fields
-        ('count', 'hyperparams')
-        >>> int(state.count), sorted(state.hyperparams)
-        (0, ['factor'])
-    """
-
-    count: Array  # int32 []
-    hyperparams: dict  # {"factor": float []}
-
-
-def scale(factor: Hyper) -> optax.GradientTransformation:
+def scale(factor: Hyper) -> Transformation:
     """Multiply updates by `factor`: u = factor * g.
+
+    optax names the argument `step_size`.
 
     Example:
         >>> import jax.numpy as jnp, jaxsched as js
@@ -285,32 +245,13 @@ def scale(factor: Hyper) -> optax.GradientTransformation:
         [-2.0, -2.0]
     """
     _hyper.check("scale", "factor", factor)
-
-    def apply(updates, hp, params):
-        f = hp["factor"]
-        return jax.tree.map(lambda g: _cast_like(_f(g) * f, g), updates), {}
-
-    return _stateless("scale", ScaleState, {"factor": factor}, apply)
+    return transformation("scale", ScaleState, {"factor": factor}, lambda hp, g: g * hp.factor)
 
 
-class ScaleByScheduleState(NamedTuple):
-    """State of `scale_by_schedule`: the update count, and the hyperparameters used last.
-
-    Example:
-        >>> import jax.numpy as jnp, jaxsched as js
-        >>> state = js.scale_by_schedule(js.constant(0.5)).init(None)
-        >>> state._fields
-        ('count', 'hyperparams')
-        >>> int(state.count), sorted(state.hyperparams)
-        (0, ['step_size'])
-    """
-
-    count: Array  # int32 []
-    hyperparams: dict  # {"step_size": float []}
-
-
-def scale_by_schedule(schedule: Callable[[Array], Array]) -> optax.GradientTransformation:
+def scale_by_schedule(schedule: Callable[[Array], Array]) -> Transformation:
     """Multiply updates by `schedule(k)` at update k: u = schedule(k) * g.
+
+    optax names the argument `step_size_fn`; the value is reported as `step_size`.
 
     Example:
         >>> import jax.numpy as jnp, jaxsched as js
@@ -322,32 +263,11 @@ def scale_by_schedule(schedule: Callable[[Array], Array]) -> optax.GradientTrans
         ([1.0], [0.5])
     """
     _checks.callable_("scale_by_schedule", "schedule", schedule)
-
-    def apply(updates, hp, params):
-        f = hp["step_size"]
-        return jax.tree.map(lambda g: _cast_like(_f(g) * f, g), updates), {}
-
-    return _stateless("scale_by_schedule", ScaleByScheduleState, {"step_size": schedule}, apply)
+    return transformation("scale_by_schedule", ScaleByScheduleState, {"step_size": schedule},
+                          lambda hp, g: g * hp.step_size)
 
 
-class ScaleByLearningRateState(NamedTuple):
-    """State of `scale_by_learning_rate`: the update count, and the hyperparameters used last.
-
-    Example:
-        >>> import jax.numpy as jnp, jaxsched as js
-        >>> state = js.scale_by_learning_rate(0.1).init(None)
-        >>> state._fields
-        ('count', 'hyperparams')
-        >>> int(state.count), sorted(state.hyperparams)
-        (0, ['learning_rate'])
-    """
-
-    count: Array  # int32 []
-    hyperparams: dict  # {"learning_rate": float []}
-
-
-def scale_by_learning_rate(learning_rate: Hyper, *,
-                           flip_sign: bool = True) -> optax.GradientTransformation:
+def scale_by_learning_rate(learning_rate: Hyper, *, flip_sign: bool = True) -> Transformation:
     """Multiply updates by the learning rate, negated for descent.
 
     u = -learning_rate * g      (u = learning_rate * g with flip_sign=False)
@@ -365,38 +285,21 @@ def scale_by_learning_rate(learning_rate: Hyper, *,
     _hyper.check("scale_by_learning_rate", "learning_rate", learning_rate, lo=0)
     _checks.boolean("scale_by_learning_rate", "flip_sign", flip_sign)
     sign = -1.0 if flip_sign else 1.0
-
-    def apply(updates, hp, params):
-        lr = sign * hp["learning_rate"]
-        return jax.tree.map(lambda g: _cast_like(_f(g) * lr, g), updates), {}
-
-    return _stateless("scale_by_learning_rate", ScaleByLearningRateState,
-                      {"learning_rate": learning_rate}, apply)
+    return transformation("scale_by_learning_rate", ScaleByLearningRateState,
+                          {"learning_rate": learning_rate},
+                          lambda hp, g: g * (sign * hp.learning_rate))
 
 
 # ---------------------------------------------------------------- adaptive scalings
 
-class ScaleByAdamState(NamedTuple):
-    """State of `scale_by_adam`: the update count, its buffers, and the hyperparameters used last.
-
-    Example:
-        >>> import jax.numpy as jnp, jaxsched as js
-        >>> state = js.scale_by_adam().init(jnp.zeros(2))
-        >>> state._fields
-        ('count', 'mu', 'nu', 'hyperparams')
-        >>> int(state.count), sorted(state.hyperparams)
-        (0, ['b1', 'b2', 'eps', 'eps_root'])
-    """
-
-    count: Array  # int32 []: updates done, saturating
-    mu: PyTree  # first moment, like params, dtype mu_dtype or the params' dtype
-    nu: PyTree  # second moment, like params, the params' dtype
-    hyperparams: dict  # {"b1", "b2", "eps", "eps_root": float []}
+def _check_decay_rates(owner: str, **rates: Hyper) -> None:
+    for name, value in rates.items():
+        _hyper.check(owner, name, value, lo=0, hi=1, hi_open=True)
 
 
 def scale_by_adam(b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper = 1e-8,
-                  eps_root: Hyper = 0.0, *, mu_dtype: Any = None,
-                  nesterov: bool = False) -> optax.GradientTransformation:
+                  eps_root: Hyper = 0.0, *, mu_dtype: Any = None, nu_dtype: Any = None,
+                  nesterov: bool = False) -> Transformation:
     """Scale by Adam's bias-corrected moment estimates (Kingma & Ba, 2015).
 
     m = b1 * m + (1 - b1) * g;   v = b2 * v + (1 - b2) * g^2;   k = update count from 1
@@ -406,12 +309,15 @@ def scale_by_adam(b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper = 1e-8,
 
     `eps` is outside the square root (optax and PyTorch); TF1/Keras fold the
     bias correction into the step size, which scales `eps` by sqrt(1 - b2^k).
+    The moments of bfloat16/float16 parameters are kept in float32 (optax
+    keeps them in the parameters' dtype, where `v` stops tracking).
 
     Args:
       b1, b2: moment decay rates, in [0, 1).
       eps: added to the denominator, >= 0.
       eps_root: added inside the square root, >= 0.
-      mu_dtype: dtype of the first moment (default: the parameters').
+      mu_dtype, nu_dtype: dtypes of the moments (default: float32 for
+        parameters narrower than float32, else the parameters').
       nesterov: use Nesterov momentum (NAdam, Dozat 2016).
 
     References: Kingma & Ba, "Adam: A Method for Stochastic Optimization", 2015.
@@ -424,83 +330,43 @@ def scale_by_adam(b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper = 1e-8,
         [1.0, -1.0]
     """
     owner = "scale_by_adam"
-    _hyper.check(owner, "b1", b1, lo=0, hi=1, hi_open=True)
-    _hyper.check(owner, "b2", b2, lo=0, hi=1, hi_open=True)
+    _check_decay_rates(owner, b1=b1, b2=b2)
     _hyper.check(owner, "eps", eps, lo=0)
     _hyper.check(owner, "eps_root", eps_root, lo=0)
     _checks.boolean(owner, "nesterov", nesterov)
-    if mu_dtype is not None:
-        mu_dtype = jnp.dtype(mu_dtype)
-    hypers = {"b1": b1, "b2": b2, "eps": eps, "eps_root": eps_root}
 
-    def init(params):
-        count = _numerics.zero_count()
-        return ScaleByAdamState(count=count, mu=_zeros(params, mu_dtype), nu=_zeros(params),
-                                hyperparams=_hyper.resolve_all(hypers, count))
+    def step(hp, g, m, v):
+        m = hp.b1 * m + (1 - hp.b1) * g
+        v = hp.b2 * v + (1 - hp.b2) * jnp.square(g)
+        c1 = 1 - hp.b1 ** hp.k
+        if nesterov:
+            m_hat = hp.b1 * m / (1 - hp.b1 ** _numerics.next_count(hp.k)) + (1 - hp.b1) * g / c1
+        else:
+            m_hat = m / c1
+        v_hat = v / (1 - hp.b2 ** hp.k)
+        return m_hat / (jnp.sqrt(v_hat + hp.eps_root) + hp.eps), m, v
 
-    def update(updates, state, params=None):
-        del params
-        check_same_tree(owner, updates, state.nu)
-        hp = _hyper.resolve_all(hypers, state.count)
-        b1_, b2_ = hp["b1"], hp["b2"]
-        k = _numerics.next_count(state.count)
-        c1 = 1 - b1_ ** k
-        c2 = 1 - b2_ ** k
-        c1_next = 1 - b1_ ** _numerics.next_count(k)
-
-        def one(g, m, v):
-            gf = _f(g)
-            m_new = b1_ * _f(m) + (1 - b1_) * gf
-            v_new = b2_ * _f(v) + (1 - b2_) * jnp.square(gf)
-            if nesterov:
-                m_hat = b1_ * m_new / c1_next + (1 - b1_) * gf / c1
-            else:
-                m_hat = m_new / c1
-            v_hat = v_new / c2
-            u = m_hat / (jnp.sqrt(v_hat + hp["eps_root"]) + hp["eps"])
-            return _cast_like(u, g), _cast_like(m_new, m), _cast_like(v_new, v)
-
-        out = jax.tree.map(one, updates, state.mu, state.nu)
-        u, mu, nu = (jax.tree.map(lambda _, o: o[i], updates, out) for i in range(3))
-        return u, ScaleByAdamState(count=_numerics.next_count(state.count), mu=mu, nu=nu,
-                                   hyperparams=hp)
-
-    return optax.GradientTransformation(init, update)
-
-
-class ScaleByRmsState(NamedTuple):
-    """State of `scale_by_rms`: the update count, its buffers, and the hyperparameters used last.
-
-    Example:
-        >>> import jax.numpy as jnp, jaxsched as js
-        >>> state = js.scale_by_rms().init(jnp.zeros(2))
-        >>> state._fields
-        ('count', 'nu', 'mu', 'hyperparams')
-        >>> int(state.count), sorted(state.hyperparams)
-        (0, ['decay', 'eps'])
-    """
-
-    count: Array  # int32 []
-    nu: PyTree  # mean of squares, like params
-    mu: PyTree  # mean (centered only; otherwise an empty tuple)
-    hyperparams: dict  # {"decay", "eps": float []}
+    return transformation(owner, ScaleByAdamState,
+                          {"b1": b1, "b2": b2, "eps": eps, "eps_root": eps_root}, step,
+                          buffers={"mu": Buffer(dtype=mu_dtype), "nu": Buffer(dtype=nu_dtype)})
 
 
 def scale_by_rms(decay: Hyper = 0.9, eps: Hyper = 1e-8, initial_scale: float = 0.0,
-                 centered: bool = False) -> optax.GradientTransformation:
+                 eps_in_sqrt: bool = True, *, centered: bool = False) -> Transformation:
     """Scale by the root mean square of past gradients (RMSProp, Hinton 2012).
 
     v = decay * v + (1 - decay) * g^2           (v starts at initial_scale)
-    u = g / sqrt(v + eps)
-    centered: m = decay * m + (1 - decay) * g;  u = g / sqrt(v - m^2 + eps)
+    u = g / sqrt(v + eps)                       (eps_in_sqrt=False: g / (sqrt(v) + eps))
+    centered: m = decay * m + (1 - decay) * g;  v - m^2 in place of v
 
-    `eps` is inside the square root, as optax; PyTorch puts it outside and
-    TF1 starts `v` at 1.
+    `eps` is inside the square root by default, as optax; PyTorch's RMSprop
+    is `eps_in_sqrt=False`. TF1 starts `v` at 1.
 
     Args:
       decay: decay of the running average, in [0, 1].
       eps: >= 0.
       initial_scale: starting value of `v`, >= 0.
+      eps_in_sqrt: add `eps` inside the square root.
       centered: subtract the squared running mean (Graves, 2013).
 
     Example:
@@ -513,56 +379,26 @@ def scale_by_rms(decay: Hyper = 0.9, eps: Hyper = 1e-8, initial_scale: float = 0
     _hyper.check(owner, "decay", decay, lo=0, hi=1)
     _hyper.check(owner, "eps", eps, lo=0)
     _checks.number(owner, "initial_scale", initial_scale, lo=0)
+    _checks.boolean(owner, "eps_in_sqrt", eps_in_sqrt)
     _checks.boolean(owner, "centered", centered)
-    hypers = {"decay": decay, "eps": eps}
 
-    def init(params):
-        count = _numerics.zero_count()
-        nu = jax.tree.map(lambda p: jnp.full_like(p, initial_scale, jnp.result_type(p)), params)
-        mu = _zeros(params) if centered else ()
-        return ScaleByRmsState(count=count, nu=nu, mu=mu,
-                               hyperparams=_hyper.resolve_all(hypers, count))
-
-    def update(updates, state, params=None):
-        del params
-        check_same_tree(owner, updates, state.nu)
-        hp = _hyper.resolve_all(hypers, state.count)
-        d = hp["decay"]
-        nu = jax.tree.map(lambda g, v: d * _f(v) + (1 - d) * jnp.square(_f(g)), updates, state.nu)
+    def step(hp, g, v, m=None):
+        v = hp.decay * v + (1 - hp.decay) * jnp.square(g)
+        s = v
         if centered:
-            mu = jax.tree.map(lambda g, m: d * _f(m) + (1 - d) * _f(g), updates, state.mu)
-            denom = jax.tree.map(lambda v, m: v - jnp.square(m), nu, mu)
-            mu_out = jax.tree.map(_cast_like, mu, state.mu)
-        else:
-            denom, mu_out = nu, ()
-        u = jax.tree.map(lambda g, s: _cast_like(_f(g) * jax.lax.rsqrt(s + hp["eps"]), g),
-                         updates, denom)
-        return u, ScaleByRmsState(count=_numerics.next_count(state.count),
-                                  nu=jax.tree.map(_cast_like, nu, state.nu), mu=mu_out,
-                                  hyperparams=hp)
+            m = hp.decay * m + (1 - hp.decay) * g
+            s = v - jnp.square(m)
+        u = g * jax.lax.rsqrt(s + hp.eps) if eps_in_sqrt else g / (jnp.sqrt(s) + hp.eps)
+        return (u, v, m) if centered else (u, v)
 
-    return optax.GradientTransformation(init, update)
+    buffers = {"nu": Buffer(fill=initial_scale)}
+    if centered:
+        buffers["mu"] = Buffer()
+    return transformation(owner, ScaleByRmsState, {"decay": decay, "eps": eps}, step,
+                          buffers=buffers)
 
 
-class ScaleByAdagradState(NamedTuple):
-    """State of `scale_by_adagrad`: the update count, its buffers, and the hyperparameters used last.
-
-    Example:
-        >>> import jax.numpy as jnp, jaxsched as js
-        >>> state = js.scale_by_adagrad().init(jnp.zeros(2))
-        >>> state._fields
-        ('count', 'sum_of_squares', 'hyperparams')
-        >>> int(state.count), sorted(state.hyperparams)
-        (0, ['eps'])
-    """
-
-    count: Array  # int32 []
-    sum_of_squares: PyTree  # like params
-    hyperparams: dict  # {"eps": float []}
-
-
-def scale_by_adagrad(initial_accumulator_value: float = 0.1,
-                     eps: Hyper = 1e-7) -> optax.GradientTransformation:
+def scale_by_adagrad(initial_accumulator_value: float = 0.1, eps: Hyper = 1e-7) -> Transformation:
     """Scale by the inverse root of the sum of past squared gradients (AdaGrad).
 
     s = s + g^2            (s starts at initial_accumulator_value)
@@ -581,50 +417,16 @@ def scale_by_adagrad(initial_accumulator_value: float = 0.1,
     owner = "scale_by_adagrad"
     _checks.number(owner, "initial_accumulator_value", initial_accumulator_value, lo=0)
     _hyper.check(owner, "eps", eps, lo=0)
-    hypers = {"eps": eps}
 
-    def init(params):
-        count = _numerics.zero_count()
-        s = jax.tree.map(lambda p: jnp.full_like(p, initial_accumulator_value,
-                                                 jnp.result_type(p)), params)
-        return ScaleByAdagradState(count=count, sum_of_squares=s,
-                                   hyperparams=_hyper.resolve_all(hypers, count))
+    def step(hp, g, s):
+        s = s + jnp.square(g)
+        return jnp.where(s > 0, g * jax.lax.rsqrt(s + hp.eps), 0), s
 
-    def update(updates, state, params=None):
-        del params
-        check_same_tree(owner, updates, state.sum_of_squares)
-        hp = _hyper.resolve_all(hypers, state.count)
-        s = jax.tree.map(lambda g, a: _f(a) + jnp.square(_f(g)), updates, state.sum_of_squares)
-
-        def one(g, acc):
-            return _cast_like(jnp.where(acc > 0, _f(g) * jax.lax.rsqrt(acc + hp["eps"]), 0), g)
-
-        u = jax.tree.map(one, updates, s)
-        return u, ScaleByAdagradState(
-            count=_numerics.next_count(state.count),
-            sum_of_squares=jax.tree.map(_cast_like, s, state.sum_of_squares), hyperparams=hp)
-
-    return optax.GradientTransformation(init, update)
+    return transformation(owner, ScaleByAdagradState, {"eps": eps}, step,
+                          buffers={"sum_of_squares": Buffer(fill=initial_accumulator_value)})
 
 
-class TraceState(NamedTuple):
-    """State of `trace`: the update count, its buffers, and the hyperparameters used last.
-
-    Example:
-        >>> import jax.numpy as jnp, jaxsched as js
-        >>> state = js.trace(0.9).init(jnp.zeros(2))
-        >>> state._fields
-        ('count', 'trace', 'hyperparams')
-        >>> int(state.count), sorted(state.hyperparams)
-        (0, ['decay'])
-    """
-
-    count: Array  # int32 []
-    trace: PyTree  # momentum buffer, like params
-    hyperparams: dict  # {"decay": float []}
-
-
-def trace(decay: Hyper, nesterov: bool = False) -> optax.GradientTransformation:
+def trace(decay: Hyper, nesterov: bool = False, accumulator_dtype: Any = None) -> Transformation:
     """Momentum, as PyTorch's SGD (dampening 0).
 
     buf = decay * buf + g
@@ -633,6 +435,8 @@ def trace(decay: Hyper, nesterov: bool = False) -> optax.GradientTransformation:
     Args:
       decay: momentum, in [0, 1].
       nesterov: use Nesterov momentum.
+      accumulator_dtype: dtype of `buf` (default: float32 for parameters
+        narrower than float32, else the parameters').
 
     References: Polyak, 1964; Sutskever et al., 2013.
 
@@ -645,50 +449,18 @@ def trace(decay: Hyper, nesterov: bool = False) -> optax.GradientTransformation:
         >>> u.tolist()
         [1.5]
     """
-    owner = "trace"
-    _hyper.check(owner, "decay", decay, lo=0, hi=1)
-    _checks.boolean(owner, "nesterov", nesterov)
-    hypers = {"decay": decay}
+    _hyper.check("trace", "decay", decay, lo=0, hi=1)
+    _checks.boolean("trace", "nesterov", nesterov)
 
-    def init(params):
-        count = _numerics.zero_count()
-        return TraceState(count=count, trace=_zeros(params),
-                          hyperparams=_hyper.resolve_all(hypers, count))
+    def step(hp, g, buf):
+        buf = hp.decay * buf + g
+        return (g + hp.decay * buf if nesterov else buf), buf
 
-    def update(updates, state, params=None):
-        del params
-        check_same_tree(owner, updates, state.trace)
-        hp = _hyper.resolve_all(hypers, state.count)
-        d = hp["decay"]
-        buf = jax.tree.map(lambda g, b: d * _f(b) + _f(g), updates, state.trace)
-        if nesterov:
-            u = jax.tree.map(lambda g, b: _cast_like(_f(g) + d * b, g), updates, buf)
-        else:
-            u = jax.tree.map(_cast_like, buf, updates)
-        return u, TraceState(count=_numerics.next_count(state.count),
-                             trace=jax.tree.map(_cast_like, buf, state.trace), hyperparams=hp)
-
-    return optax.GradientTransformation(init, update)
+    return transformation("trace", TraceState, {"decay": decay}, step,
+                          buffers={"trace": Buffer(dtype=accumulator_dtype)})
 
 
-class EmaState(NamedTuple):
-    """State of `ema`: the update count, its buffers, and the hyperparameters used last.
-
-    Example:
-        >>> import jax.numpy as jnp, jaxsched as js
-        >>> state = js.ema(0.9).init(jnp.zeros(2))
-        >>> state._fields
-        ('count', 'ema', 'hyperparams')
-        >>> int(state.count), sorted(state.hyperparams)
-        (0, ['decay'])
-    """
-
-    count: Array  # int32 []
-    ema: PyTree  # running average (not debiased), like params
-    hyperparams: dict  # {"decay": float []}
-
-
-def ema(decay: Hyper, debias: bool = True) -> optax.GradientTransformation:
+def ema(decay: Hyper, debias: bool = True, accumulator_dtype: Any = None) -> Transformation:
     """Exponential moving average of the updates.
 
     e = decay * e + (1 - decay) * g
@@ -700,70 +472,23 @@ def ema(decay: Hyper, debias: bool = True) -> optax.GradientTransformation:
         >>> tx.update(jnp.array([2.0]), tx.init(jnp.zeros(1)))[0].tolist()
         [2.0]
     """
-    owner = "ema"
-    _hyper.check(owner, "decay", decay, lo=0, hi=1)
-    _checks.boolean(owner, "debias", debias)
-    hypers = {"decay": decay}
+    _hyper.check("ema", "decay", decay, lo=0, hi=1)
+    _checks.boolean("ema", "debias", debias)
 
-    def init(params):
-        count = _numerics.zero_count()
-        return EmaState(count=count, ema=_zeros(params),
-                        hyperparams=_hyper.resolve_all(hypers, count))
+    def step(hp, g, e):
+        e = hp.decay * e + (1 - hp.decay) * g
+        if not debias:
+            return e, e
+        correction = 1 - hp.decay ** hp.k
+        return e / jnp.where(correction > 0, correction, 1), e
 
-    def update(updates, state, params=None):
-        del params
-        check_same_tree(owner, updates, state.ema)
-        hp = _hyper.resolve_all(hypers, state.count)
-        d = hp["decay"]
-        e = jax.tree.map(lambda g, a: d * _f(a) + (1 - d) * _f(g), updates, state.ema)
-        if debias:
-            correction = 1 - d ** _numerics.next_count(state.count)
-            correction = jnp.where(correction > 0, correction, 1)
-            u = jax.tree.map(lambda g, a: _cast_like(a / correction, g), updates, e)
-        else:
-            u = jax.tree.map(_cast_like, e, updates)
-        return u, EmaState(count=_numerics.next_count(state.count),
-                           ema=jax.tree.map(_cast_like, e, state.ema), hyperparams=hp)
-
-    return optax.GradientTransformation(init, update)
+    return transformation("ema", EmaState, {"decay": decay}, step,
+                          buffers={"ema": Buffer(dtype=accumulator_dtype)})
 
 
 # ---------------------------------------------------------------- weight decay
 
-class AddDecayedWeightsState(NamedTuple):
-    """State of `add_decayed_weights`: the update count, and the hyperparameters used last.
-
-    Example:
-        >>> import jax.numpy as jnp, jaxsched as js
-        >>> state = js.add_decayed_weights(1e-4).init(jnp.zeros(2))
-        >>> state._fields
-        ('count', 'hyperparams')
-        >>> int(state.count), sorted(state.hyperparams)
-        (0, ['weight_decay'])
-    """
-
-    count: Array  # int32 []
-    hyperparams: dict  # {"weight_decay": float []}
-
-
-MaskOrFn = Optional[Union[PyTree, Callable[[PyTree], PyTree]]]
-
-
-def _resolve_mask(owner: str, mask: MaskOrFn, params: PyTree) -> PyTree:
-    tree = mask(params) if callable(mask) else mask
-    if jax.tree.structure(tree) != jax.tree.structure(params):
-        raise ValueError(f"`{owner}(mask=...)` must have the structure of the parameters "
-                         f"({describe_difference(tree, params, 'the mask', 'the parameters')}).")
-    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-        if not isinstance(leaf, (bool, jnp.bool_)) and not (
-                hasattr(leaf, "dtype") and leaf.dtype == jnp.bool_):
-            raise TypeError(f"`{owner}(mask=...)` must hold bools, got {leaf!r} at "
-                            f"{jax.tree_util.keystr(path)}.")
-    return tree
-
-
-def add_decayed_weights(weight_decay: Hyper = 0.0,
-                        mask: MaskOrFn = None) -> optax.GradientTransformation:
+def add_decayed_weights(weight_decay: Hyper = 0.0, mask: MaskOrFn = None) -> Transformation:
     """Add decoupled weight decay: u = g + weight_decay * params.
 
     Followed by `scale_by_learning_rate`, the decay is multiplied by the
@@ -782,44 +507,17 @@ def add_decayed_weights(weight_decay: Hyper = 0.0,
         >>> tx.update(jnp.array([1.0]), tx.init(p), p)[0].tolist()
         [2.0]
     """
-    owner = "add_decayed_weights"
-    _hyper.check(owner, "weight_decay", weight_decay, lo=0)
+    _hyper.check("add_decayed_weights", "weight_decay", weight_decay, lo=0)
     if mask is not None and not callable(mask):
         jax.tree.leaves(mask)  # a pytree; its structure is checked against the params at init
-    hypers = {"weight_decay": weight_decay}
-
-    def init(params):
-        if mask is not None:
-            _resolve_mask(owner, mask, params)
-        count = _numerics.zero_count()
-        return AddDecayedWeightsState(count=count, hyperparams=_hyper.resolve_all(hypers, count))
-
-    def update(updates, state, params=None):
-        if params is None:
-            raise ValueError(f"`{owner}` needs the parameters: call update(updates, state, params).")
-        check_same_tree(owner, updates, params, what="the params")
-        hp = _hyper.resolve_all(hypers, state.count)
-        wd = hp["weight_decay"]
-
-        def one(g, p, keep=True):
-            if not keep:
-                return g
-            return _cast_like(_f(g) + wd * _f(p), g)
-
-        if mask is None:
-            u = jax.tree.map(one, updates, params)
-        else:
-            u = jax.tree.map(lambda g, p, k: one(g, p, bool(k)), updates, params,
-                             _resolve_mask(owner, mask, params))
-        return u, AddDecayedWeightsState(count=_numerics.next_count(state.count), hyperparams=hp)
-
-    return _with_spec(optax.GradientTransformation(init, update), kind="add_decayed_weights",
-                      mask=mask, rebuild=lambda m: add_decayed_weights(weight_decay, m))
+    return transformation("add_decayed_weights", AddDecayedWeightsState,
+                          {"weight_decay": weight_decay},
+                          lambda hp, g, p: g + hp.weight_decay * p, needs_params=True, mask=mask)
 
 
 # ---------------------------------------------------------------- chain
 
-def chain(*transforms: optax.GradientTransformation) -> optax.GradientTransformationExtraArgs:
+def chain(*transforms: optax.GradientTransformation) -> Transformation:
     """Apply transformations in sequence (any mix of jaxsched and optax).
 
     Extra keyword arguments of `update` (such as `value=` for
@@ -832,7 +530,8 @@ def chain(*transforms: optax.GradientTransformation) -> optax.GradientTransforma
         [-0.5]
     """
     for i, t in enumerate(transforms):
-        if not isinstance(t, optax.GradientTransformation):
-            raise TypeError(f"`chain(transforms[{i}]=...)` must be an optax "
-                            f"GradientTransformation, got {type(t).__name__} {t!r}.")
-    return _with_spec(optax.chain(*transforms), kind="chain", members=transforms)
+        _checks.transformation("chain", f"transforms[{i}]", t)
+    return describe(optax.chain(*transforms), members=transforms,
+                    needs_params=any(not isinstance(t, Transformation) or t.needs_params
+                                     for t in transforms),
+                    per_array=any(getattr(t, "per_array", False) for t in transforms))

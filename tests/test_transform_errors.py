@@ -145,19 +145,18 @@ def test_table_is_large_enough():
 PARAMS = {"dense": {"kernel": jnp.ones((2, 2)), "bias": jnp.ones(2)}, "scale": jnp.ones(())}
 
 
-@pytest.mark.parametrize("make", [
-    lambda mask: js.add_decayed_weights(0.1, mask),
-    lambda mask: js.adamw(0.1, mask=mask),
+@pytest.mark.parametrize("make,owner", [
+    (lambda mask: js.add_decayed_weights(0.1, mask), "add_decayed_weights"),
+    (lambda mask: js.adamw(0.1, mask=mask), "adamw"),
 ], ids=["add_decayed_weights", "adamw"])
 @pytest.mark.parametrize("kind", ["tree", "function"])
-def test_mask_structure_mismatch_raises_at_init_naming_path(make, kind):
+def test_mask_structure_mismatch_raises_at_init_naming_path(make, owner, kind):
     bad = {"dense": {"kernel": True}, "scale": False}
     tx = make(bad if kind == "tree" else (lambda params: bad))  # construction does not raise
     with pytest.raises(ValueError) as info:
         tx.init(PARAMS)
     message = str(info.value)
-    assert message.startswith("`add_decayed_weights(mask=...)` must have the structure of the "
-                              "parameters")
+    assert message.startswith(f"`{owner}(mask=...)` must have the structure of the parameters")
     assert "['dense']['bias']" in message
     assert "['dense']['kernel']" not in message
 
@@ -184,8 +183,8 @@ def test_add_decayed_weights_needs_params():
     (lambda: js.scale_by_adagrad(), "scale_by_adagrad"),
     (lambda: js.trace(0.9), "trace"),
     (lambda: js.ema(0.9), "ema"),
-    (lambda: js.adam(0.1), "scale_by_adam"),
-    (lambda: js.momentum(0.1), "trace"),
+    (lambda: js.adam(0.1), "adam"),
+    (lambda: js.momentum(0.1), "momentum"),
 ], ids=["scale_by_adam", "scale_by_rms", "scale_by_adagrad", "trace", "ema", "adam", "momentum"])
 def test_update_tree_mismatch_names_the_difference(make, owner):
     tx = make()

@@ -1,0 +1,271 @@
+"""Build a transformation from its per-array formula.
+
+A jaxsched transformation is written as the formula for one array, as jax's
+`example_libraries.optimizers` lets one write one array's math:
+
+    step(hp, g, *buffers) -> u                 (no buffers)
+    step(hp, g, *buffers) -> (u, *buffers)     (with buffers)
+
+(`step(hp, g, p, *buffers)` when it reads the parameters). `transformation`
+lifts it to pytrees and owns everything else: the saturating int32 update
+count, resolving the hyperparameters at that count (`hp.b1`, and `hp.k`, the
+update number from 1), the state's buffers and their dtype, the checks of
+the tree, dtypes and hyperparameter shapes, and recording the values used.
+
+Arithmetic is done in float32 (float64 under x64) whatever the parameter
+dtype; updates come back in the gradients' dtype, buffers in their own
+(float32 for parameters narrower than float32, unless asked otherwise).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Mapping, Optional, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxsched import _checks, _hyper, _numerics
+from jaxsched._hyper import Hyper
+from jaxsched._numerics import float_dtype
+
+Array = jax.Array
+PyTree = Any
+MaskOrFn = Optional[Union[PyTree, Callable[[PyTree], PyTree]]]
+
+
+class Transformation(optax.GradientTransformationExtraArgs):
+    """An `optax.GradientTransformationExtraArgs` that says what it does per array.
+
+    `per_array` is True when the update of an array reduces over that array
+    (a norm), so concatenating arrays would change it; `needs_params` when
+    its update reads the parameters; `members` lists the
+    parts of a chain; `mask` and `with_mask` let `fuse` regroup a mask.
+    """
+
+    name: str = "transformation"
+    per_array: bool = False
+    needs_params: bool = False
+    members: tuple = ()
+    mask: Any = None
+    with_mask: Optional[Callable[[Any], "Transformation"]] = None
+
+
+def describe(tx: optax.GradientTransformation, **attributes: Any) -> Transformation:
+    """`tx` as a `Transformation` carrying `attributes`."""
+    out = Transformation(tx.init, tx.update)
+    for k, v in attributes.items():
+        setattr(out, k, v)
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Buffer:
+    """A state buffer like the parameters: its initial value and dtype.
+
+    dtype None: float32 for parameters narrower than float32, else theirs.
+    """
+
+    fill: float = 0.0
+    dtype: Any = None
+
+
+class Values:
+    """Resolved hyperparameters by attribute (`hp.b1`), the update number `hp.k`
+    (from 1) and tree-level values such as the global norm."""
+
+    def __init__(self, values: dict[str, Array], k: Array):
+        self.values = dict(values)
+        self.k = k
+
+    def __getattr__(self, name: str) -> Array:
+        try:
+            return self.__dict__["values"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def state_dtype(param_dtype: Any, requested: Any = None) -> jnp.dtype:
+    """The dtype of a buffer for parameters of `param_dtype`."""
+    if requested is not None:
+        return jnp.dtype(requested)
+    dtype = jnp.dtype(param_dtype)
+    return jnp.dtype(jnp.float32) if dtype.itemsize < 4 else dtype
+
+
+def keystr(path: tuple) -> str:
+    return jax.tree_util.keystr(path) or "the root"
+
+
+def describe_difference(a: PyTree, b: PyTree, a_name: str = "the updates",
+                        b_name: str = "the state") -> str:
+    paths_a = {jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(a)[0]}
+    paths_b = {jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(b)[0]}
+    only_a, only_b = sorted(paths_a - paths_b), sorted(paths_b - paths_a)
+    parts = []
+    if only_a:
+        parts.append(f"only in {a_name}: {', '.join(only_a[:5])}")
+    if only_b:
+        parts.append(f"only in {b_name}: {', '.join(only_b[:5])}")
+    if not parts:
+        parts.append(f"structures differ: {jax.tree.structure(a)} vs {jax.tree.structure(b)}")
+    return "; ".join(parts)
+
+
+def check_same_tree(owner: str, tree: PyTree, reference: PyTree,
+                    what: str = "the state") -> None:
+    """Raise a ValueError naming the difference if two trees differ in structure."""
+    if jax.tree.structure(tree) != jax.tree.structure(reference):
+        head = ("the tree passed to update does not match the one given to init"
+                if what == "the state" else f"the updates do not match {what}")
+        raise ValueError(f"`{owner}`: {head} "
+                         f"({describe_difference(tree, reference, b_name=what)}).")
+
+
+def check_real_floats(owner: str, tree: PyTree, what: str) -> None:
+    """TypeError for a leaf that is not a real floating-point array."""
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        dtype = jnp.result_type(leaf)
+        if not jnp.issubdtype(dtype, jnp.floating):
+            kind = "complex" if jnp.issubdtype(dtype, jnp.complexfloating) else "non-float"
+            raise TypeError(f"`{owner}`: {what} must be real floating-point arrays, got "
+                            f"{kind} {dtype} at {keystr(path)} (cast it, or keep it out of "
+                            f"the optimizer with a mask or a frozen group).")
+
+
+def check_broadcast(owner: str, values: Mapping[str, Array], tree: PyTree) -> None:
+    """ValueError for an array hyperparameter that would change a leaf's shape."""
+    shaped = {k: jnp.shape(v) for k, v in values.items() if jnp.ndim(v) > 0}
+    if not shaped:
+        return
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        shape = jnp.shape(leaf)
+        for name, hshape in shaped.items():
+            try:
+                ok = np.broadcast_shapes(hshape, shape) == tuple(shape)
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ValueError(f"{_checks.where(owner, name)} has shape {tuple(hshape)}, "
+                                 f"which does not broadcast to the shape {tuple(shape)} of the "
+                                 f"parameter at {keystr(path)}.")
+
+
+def resolve_mask(owner: str, mask: MaskOrFn, params: PyTree) -> PyTree:
+    """The mask as a tree of bools like `params` (a function is called on them)."""
+    tree = mask(params) if callable(mask) else mask
+    if jax.tree.structure(tree) != jax.tree.structure(params):
+        raise ValueError(f"{_checks.where(owner, 'mask')} must have the structure of the "
+                         f"parameters ({describe_difference(tree, params, 'the mask', 'the parameters')}).")
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        if not isinstance(leaf, (bool, np.bool_)) and getattr(leaf, "dtype", None) != jnp.bool_:
+            raise TypeError(f"{_checks.where(owner, 'mask')} must hold bools, got {leaf!r} at "
+                            f"{jax.tree_util.keystr(path)}.")
+    return tree
+
+
+def _compute(x: Array) -> Array:
+    return x.astype(float_dtype())
+
+
+def transformation(owner: str, state: type, hypers: Mapping[str, Hyper],
+                   step: Callable[..., Any], *, buffers: Mapping[str, Buffer] | None = None,
+                   needs_params: bool = False,
+                   prepare: Callable[[Values, PyTree], dict[str, Array]] | None = None,
+                   measured: Mapping[str, Callable[[], Array]] | None = None,
+                   mask: MaskOrFn = None, per_array: bool = False) -> Transformation:
+    """Lift the per-array `step` to a transformation whose state is `state`.
+
+    Args:
+      owner: the primitive's name; errors name the caller instead when the
+        transformation is built inside `_checks.calling`.
+      state: the `<Name>State` NamedTuple: `count`, the buffers, measured
+        fields and `hyperparams` (fields it has that are not used hold `()`).
+      hypers: hyperparameters by name, each a number, array or schedule.
+      step: the per-array formula, see the module docstring.
+      buffers: the state buffers like the parameters, in `step`'s order.
+      needs_params: `step` reads the parameter array.
+      prepare: tree-level values computed once per update from the
+        hyperparameters and the updates (a global norm), given to `step`
+        through `hp` and stored in the state when named in `measured`.
+      measured: state fields filled by `prepare`, with their initial value.
+      mask: a tree of bools like the parameters, or a function of them;
+        False leaves pass through unchanged and keep their buffers.
+      per_array: the formula reduces over each array (for `fuse`).
+    """
+    name, owner = owner, _checks.caller(owner)
+    buffers = dict(buffers or {})
+    measured = dict(measured or {})
+    hypers = dict(hypers)
+    fields = state._fields  # type: ignore[attr-defined]
+
+    def make_state(count: Array, buffer_trees: dict, hp_values: dict, extra: dict) -> Any:
+        parts = {"count": count, "hyperparams": hp_values, **buffer_trees, **extra}
+        return state(**{f: parts.get(f, ()) for f in fields})
+
+    def keep_flags(params: PyTree) -> list:
+        if mask is None:
+            return [True] * len(jax.tree.leaves(params))
+        return [bool(b) for b in jax.tree.leaves(resolve_mask(owner, mask, params))]
+
+    def init(params: PyTree) -> Any:
+        check_real_floats(owner, params, "the parameters")
+        if mask is not None:
+            resolve_mask(owner, mask, params)
+        count = _numerics.zero_count()
+        trees = {name: jax.tree.map(
+            lambda p, b=b: jnp.full_like(p, b.fill, dtype=state_dtype(jnp.result_type(p), b.dtype)),
+            params) for name, b in buffers.items()}
+        extra = {k: make() for k, make in measured.items()}
+        return make_state(count, trees, _hyper.resolve_all(hypers, count), extra)
+
+    def update(updates: PyTree, st: Any, params: PyTree = None, **extra_args: Any):
+        del extra_args
+        if buffers:
+            check_same_tree(owner, updates, getattr(st, next(iter(buffers))))
+        if needs_params:
+            if params is None:
+                raise ValueError(f"`{owner}` needs the parameters: call "
+                                 f"update(updates, state, params).")
+            check_same_tree(owner, updates, params, what="the params")
+        check_real_floats(owner, updates, "the updates")
+        values = _hyper.resolve_all(hypers, st.count)
+        check_broadcast(owner, values, updates)
+        hp = Values(values, _numerics.next_count(st.count))
+        extra = prepare(hp, updates) if prepare is not None else {}
+        hp.values.update(extra)
+
+        leaves, treedef = jax.tree.flatten(updates)
+        buffer_leaves = [treedef.flatten_up_to(getattr(st, name)) for name in buffers]
+        param_leaves = treedef.flatten_up_to(params) if needs_params else None
+        keep = keep_flags(params if needs_params else updates)
+        out_u, out_b = [], [[] for _ in buffers]
+        for i, g in enumerate(leaves):
+            olds = [b[i] for b in buffer_leaves]
+            if not keep[i]:
+                out_u.append(g)
+                for j, old in enumerate(olds):
+                    out_b[j].append(old)
+                continue
+            args = [_compute(g)]
+            if needs_params:
+                args.append(_compute(param_leaves[i]))
+            args.extend(_compute(b) for b in olds)
+            result = step(hp, *args)
+            u, news = (result[0], result[1:]) if buffers else (result, ())
+            out_u.append(u.astype(jnp.result_type(g)))
+            for j, (old, new) in enumerate(zip(olds, news)):
+                out_b[j].append(new.astype(jnp.result_type(old)))
+        trees = {name: treedef.unflatten(out_b[j]) for j, name in enumerate(buffers)}
+        new_state = make_state(hp.k, trees, values, {k: extra[k] for k in measured})
+        return treedef.unflatten(out_u), new_state
+
+    def with_mask(new_mask: Any) -> Transformation:
+        return transformation(name, state, hypers, step, buffers=buffers,
+                              needs_params=needs_params, prepare=prepare, measured=measured,
+                              mask=new_mask, per_array=per_array)
+
+    return describe(optax.GradientTransformationExtraArgs(init, update), per_array=per_array,
+                    name=name, needs_params=needs_params, mask=mask, with_mask=with_mask)
