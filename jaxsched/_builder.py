@@ -114,10 +114,15 @@ def describe_difference(a: PyTree, b: PyTree, a_name: str = "the updates",
     return "; ".join(parts)
 
 
+def structure(tree: PyTree) -> Any:
+    """`jax.tree.structure`, typed loosely (jaxlib's PyTreeDef has no stubs here)."""
+    return jax.tree.structure(tree)
+
+
 def check_same_tree(owner: str, tree: PyTree, reference: PyTree,
                     what: str = "the state") -> None:
     """Raise a ValueError naming the difference if two trees differ in structure."""
-    if jax.tree.structure(tree) != jax.tree.structure(reference):
+    if structure(tree) != structure(reference):
         head = ("the tree passed to update does not match the one given to init"
                 if what == "the state" else f"the updates do not match {what}")
         raise ValueError(f"`{owner}`: {head} "
@@ -156,7 +161,7 @@ def check_broadcast(owner: str, values: Mapping[str, Array], tree: PyTree) -> No
 def resolve_mask(owner: str, mask: MaskOrFn, params: PyTree) -> PyTree:
     """The mask as a tree of bools like `params` (a function is called on them)."""
     tree = mask(params) if callable(mask) else mask
-    if jax.tree.structure(tree) != jax.tree.structure(params):
+    if structure(tree) != structure(params):
         raise ValueError(f"{_checks.where(owner, 'mask')} must have the structure of the "
                          f"parameters ({describe_difference(tree, params, 'the mask', 'the parameters')}).")
     for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
@@ -237,11 +242,13 @@ def transformation(owner: str, state: type, hypers: Mapping[str, Hyper],
         extra = prepare(hp, updates) if prepare is not None else {}
         hp.values.update(extra)
 
-        leaves, treedef = jax.tree.flatten(updates)
+        leaves = jax.tree.leaves(updates)
+        treedef = structure(updates)
         buffer_leaves = [treedef.flatten_up_to(getattr(st, name)) for name in buffers]
         param_leaves = treedef.flatten_up_to(params) if needs_params else None
         keep = keep_flags(params if needs_params else updates)
-        out_u, out_b = [], [[] for _ in buffers]
+        out_u: list = []
+        out_b: list[list] = [[] for _ in buffers]
         for i, g in enumerate(leaves):
             olds = [b[i] for b in buffer_leaves]
             if not keep[i]:
@@ -250,7 +257,7 @@ def transformation(owner: str, state: type, hypers: Mapping[str, Hyper],
                     out_b[j].append(old)
                 continue
             args = [_compute(g)]
-            if needs_params:
+            if param_leaves is not None:
                 args.append(_compute(param_leaves[i]))
             args.extend(_compute(b) for b in olds)
             result = step(hp, *args)

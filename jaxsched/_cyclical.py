@@ -75,7 +75,7 @@ class OneCycle(Schedule):
             total = float(self.total_steps)
             _checks.custom(n, "pct_start", self.pct_start,
                            lambda p: 2 * float(p) * total - 2 <= total - 1,
-                           f"be <= (total_steps + 1) / (2 * total_steps) with three_phase")
+                           "be <= (total_steps + 1) / (2 * total_steps) with three_phase")
 
     def _at(self, t):
         fdt = float_dtype()

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxsched import _checks
+from jaxsched._builder import structure
 
 PyTree = Any
 
@@ -45,6 +46,7 @@ class _Layout:
     """
 
     _interned: dict = {}
+    fields: _Fields
 
     def __new__(cls, fields: _Fields):
         layout = cls._interned.get(fields)
@@ -229,10 +231,11 @@ def flat_params(tree: PyTree, group: PyTree | Callable | None = None,
     else:
         group_tree = group(tree) if callable(group) else group
         labels, group_def = jax.tree_util.tree_flatten(group_tree)
-        if group_def != treedef:
+        if structure(group_tree) != treedef:
             raise TypeError(f"`flat_params(group=...)` must have the structure of the "
                             f"parameters, got {group_def} for {treedef}.")
-    keys, places, shapes, counts = {}, [], [], []
+    keys: dict = {}
+    places, shapes, counts = [], [], []
     for (path, leaf), label in zip(path_leaves, labels):
         dtype = jnp.result_type(leaf)
         if not jnp.issubdtype(dtype, jnp.inexact):

@@ -20,7 +20,7 @@ import numpy as np
 import optax
 
 from jaxsched import _checks
-from jaxsched._builder import Transformation, describe_difference
+from jaxsched._builder import Transformation, resolve_mask
 
 PyTree = Any
 
@@ -65,11 +65,7 @@ def _layout(tree: PyTree, masked: list, bucket_size: int, max_fused_size: int) -
     dtypes = tuple(jnp.result_type(x) for _, x in flat)
     mask_bits = []
     for tx in masked:
-        mask = tx.mask
-        mtree = mask(tree) if callable(mask) else mask
-        if jax.tree.structure(mtree) != treedef:
-            raise ValueError(f"`add_decayed_weights(mask=...)` must have the structure of the "
-                             f"parameters ({describe_difference(mtree, tree)}).")
+        mtree = resolve_mask(tx.name, tx.mask, tree)
         mask_bits.append([bool(b) for b in jax.tree.leaves(mtree)])
     groups: dict = {}
     buckets = []

@@ -19,13 +19,18 @@ Array = jax.Array
 INT32_MAX = 2**31 - 1
 
 
+def x64() -> bool:
+    """Whether `jax_enable_x64` is on."""
+    return bool(jax.config.read("jax_enable_x64"))
+
+
 def float_dtype() -> jnp.dtype:
     """float64 when `jax_enable_x64` is on, float32 otherwise."""
-    return jnp.dtype(jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)
+    return jnp.dtype(jnp.float64 if x64() else jnp.float32)
 
 
 def int_dtype() -> jnp.dtype:
-    return jnp.dtype(jnp.int64 if jax.config.jax_enable_x64 else jnp.int32)
+    return jnp.dtype(jnp.int64 if x64() else jnp.int32)
 
 
 def as_float(x: Any) -> Array:
@@ -50,7 +55,7 @@ def as_count(x: Any) -> Array:
     compared with integer steps exactly; floats become the float dtype.
     """
     if is_integer(x):
-        if isinstance(x, int) and not jax.config.jax_enable_x64 and x > INT32_MAX:
+        if isinstance(x, int) and not x64() and x > INT32_MAX:
             return as_float(x)
         return jnp.asarray(x, dtype=int_dtype())
     return as_float(x)
@@ -66,7 +71,7 @@ def as_step(step: Any) -> Array:
         raise TypeError(f"A schedule's step must be a number, got {step!r}.")
     if not isinstance(step, (jax.Array, jax.core.Tracer)):
         arr = np.asarray(step)
-        if arr.dtype.kind in "iu" and not jax.config.jax_enable_x64:
+        if arr.dtype.kind in "iu" and not x64():
             if arr.size and (arr.max() > INT32_MAX or arr.min() < -INT32_MAX):
                 arr = arr.astype(np.float64)
         elif arr.dtype.kind not in "iuf" and arr.dtype != jnp.bfloat16:

@@ -35,7 +35,7 @@ class ReduceOnPlateauState(NamedTuple):
         (1.0, inf, 0, 0)
     """
 
-    count: Array  # int32 []: updates done, saturating
+    count: Array  # type: ignore[assignment]  # int32 []: updates done, saturating
     best: Array  # float []: best (mean) metric so far; +inf (min) / -inf (max) at first
     num_bad: Array  # int32 []: decisions in a row without improvement
     cooldown_left: Array  # int32 []: decisions still ignored after the last cut

@@ -11,7 +11,7 @@ from typing import Any, Callable, Mapping, NamedTuple, Union
 import jax
 import numpy as np
 
-from jaxsched._numerics import INT32_MAX
+from jaxsched._numerics import INT32_MAX, x64
 from jaxsched._schedule import Schedule, as_schedule
 
 ScheduleLike = Union[Schedule, Callable[[Any], Any]]
@@ -52,7 +52,7 @@ def _steps_array(owner: str, steps: Any) -> np.ndarray:
 
 def _device_steps(arr: np.ndarray) -> np.ndarray:
     """Integer steps beyond int32 become floats without x64 (never wrapped ints)."""
-    if arr.dtype.kind in "iu" and not jax.config.jax_enable_x64 and arr.size:
+    if arr.dtype.kind in "iu" and not x64() and arr.size:
         if arr.max() > INT32_MAX or arr.min() < -INT32_MAX:
             return arr.astype(np.float64)
     return arr

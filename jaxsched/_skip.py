@@ -29,7 +29,7 @@ class SkipNonfiniteState(NamedTuple):
         (0, 0, 'tuple')
     """
 
-    count: Array  # int32 []: updates seen (skipped or not), saturating
+    count: Array  # type: ignore[assignment]  # int32 []: updates seen (skipped or not), saturating
     inner_state: PyTree  # the wrapped transformation's state, untouched by a skipped update
     total_skips: Array  # int32 []: updates skipped so far, saturating
     consecutive_skips: Array  # int32 []: updates skipped since the last finite one

@@ -30,7 +30,7 @@ PyTree = Any
 
 def _hyper_state(name: str, owner: str) -> Any:
     """A `<Name>State` holding only the update count and the hyperparameters used last."""
-    cls = NamedTuple(name, [("count", Array), ("hyperparams", dict)])
+    cls = NamedTuple(name, [("count", Array), ("hyperparams", dict)])  # type: ignore[misc]
     cls.__module__ = __name__
     cls.__doc__ = (f"State of `{owner}`: `count` (int32 [], updates done, saturating) and "
                    f"`hyperparams` (the values used last).\n\nExample:\n"
@@ -57,7 +57,7 @@ class ClipByGlobalNormState(NamedTuple):
         ('count', 'global_norm', 'hyperparams')
     """
 
-    count: Array  # int32 []
+    count: Array  # type: ignore[assignment]  # int32 []
     global_norm: Array  # float []: the pre-clip global norm of the last update
     hyperparams: dict  # {"max_norm": float []}
 
@@ -73,7 +73,7 @@ class ScaleByAdamState(NamedTuple):
         (('count', 'mu', 'nu', 'hyperparams'), dtype('float32'), dtype('float32'))
     """
 
-    count: Array  # int32 []: updates done, saturating
+    count: Array  # type: ignore[assignment]  # int32 []: updates done, saturating
     mu: PyTree  # first moment, like params (float32 for bf16/f16 params, or mu_dtype)
     nu: PyTree  # second moment, like params (float32 for bf16/f16 params, or nu_dtype)
     hyperparams: dict  # {"b1", "b2", "eps", "eps_root": float []}
@@ -89,7 +89,7 @@ class ScaleByRmsState(NamedTuple):
         ()
     """
 
-    count: Array  # int32 []
+    count: Array  # type: ignore[assignment]  # int32 []
     nu: PyTree  # mean of squares, like params
     mu: PyTree  # mean (centered only; otherwise an empty tuple)
     hyperparams: dict  # {"decay", "eps": float []}
@@ -105,7 +105,7 @@ class ScaleByAdagradState(NamedTuple):
         [0.5, 0.5]
     """
 
-    count: Array  # int32 []
+    count: Array  # type: ignore[assignment]  # int32 []
     sum_of_squares: PyTree  # like params
     hyperparams: dict  # {"eps": float []}
 
@@ -120,7 +120,7 @@ class TraceState(NamedTuple):
         [0.0, 0.0]
     """
 
-    count: Array  # int32 []
+    count: Array  # type: ignore[assignment]  # int32 []
     trace: PyTree  # momentum buffer, like params
     hyperparams: dict  # {"decay": float []}
 
@@ -135,7 +135,7 @@ class EmaState(NamedTuple):
         ('count', 'ema', 'hyperparams')
     """
 
-    count: Array  # int32 []
+    count: Array  # type: ignore[assignment]  # int32 []
     ema: PyTree  # running average (not debiased), like params
     hyperparams: dict  # {"decay": float []}
 
