@@ -187,7 +187,7 @@ def clip_by_norm(max_norm: Hyper) -> Transformation:
                           per_array=True)
 
 
-def global_norm(tree: PyTree) -> Array:
+def global_norm(updates: PyTree) -> Array:
     """The global L2 norm of a tree, in the float dtype.
 
     n = sqrt(sum over arrays of sum(x^2))
@@ -197,7 +197,7 @@ def global_norm(tree: PyTree) -> Array:
         >>> float(js.global_norm({"a": jnp.array([3.0]), "b": jnp.array([[4.0]])}))
         5.0
     """
-    leaves = jax.tree.leaves(tree)
+    leaves = jax.tree.leaves(updates)
     if not leaves:
         return jnp.zeros([], float_dtype())
     return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(float_dtype()))) for x in leaves))

@@ -9,6 +9,7 @@ import optax
 import pytest
 
 import jaxsched as js
+from optimizer_registry import OPTIMIZERS as REGISTRY
 from training import (assert_trees_close, random_grads_like, run_on_eight_cpu_devices,
                       tree_of_every_kind)
 
@@ -17,15 +18,19 @@ def _decay_mask(tree):
     return jax.tree.map(lambda x: jnp.ndim(x) > 1, tree)
 
 
+def _registered(name, scheduled=False):
+    case = REGISTRY[name]
+    lr = js.warmup(js.cosine_decay(case.lr, 50), 5) if scheduled else case.lr
+    return lambda mask: case.ours(lr, mask)
+
+
 # Each entry builds the optimizer given the weight-decay mask for its params.
 OPTIMIZERS = {
-    "clip+adamw(schedule)": lambda mask: js.chain(
-        js.clip_by_global_norm(1.0),
-        js.adamw(js.warmup(js.cosine_decay(1e-2, 50), 5), weight_decay=1e-2)),
-    "adamw masked": lambda mask: js.adamw(1e-2, weight_decay=0.1, mask=mask),
-    "rmsprop centered": lambda mask: js.rmsprop(1e-2, centered=True),
-    "momentum nesterov": lambda mask: js.momentum(1e-2, 0.9, nesterov=True),
-    "adagrad": lambda mask: js.adagrad(1e-2),
+    "clip+adamw(schedule)": _registered("clip+adamw", scheduled=True),
+    "adamw masked": _registered("adamw"),
+    "rmsprop centered": _registered("rmsprop_centered"),
+    "momentum nesterov": _registered("momentum_nesterov"),
+    "adagrad": _registered("adagrad"),
     "optax clip then jaxsched adam": lambda mask: optax.chain(optax.clip(0.5), js.adam(1e-2)),
     "jaxsched clip then optax adamw": lambda mask: optax.chain(
         js.clip_by_global_norm(0.5), optax.adamw(1e-2, weight_decay=0.1, mask=mask)),

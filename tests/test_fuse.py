@@ -9,6 +9,7 @@ import optax
 import pytest
 
 import jaxsched as js
+from optimizer_registry import OPTIMIZERS as REGISTRY
 from training import (assert_trees_close, random_grads_like, run_on_eight_cpu_devices,
                       tree_of_every_kind)
 
@@ -25,17 +26,20 @@ def _run(tx, params, steps=25, jit=True, **extra):
     return params, state
 
 
+def _registered(name, scheduled=False):
+    case = REGISTRY[name]
+    lr = js.warmup(js.cosine_decay(case.lr, 50), 5) if scheduled else case.lr
+    return lambda: case.ours(lr, None)
+
+
 OPTIMIZERS = {
-    "clip+adamw(schedule)": lambda: js.chain(js.clip_by_global_norm(1.0),
-                                             js.adamw(js.warmup(js.cosine_decay(1e-2, 50), 5),
-                                                      weight_decay=1e-2)),
-    "adam": lambda: js.adam(1e-2),
-    "rmsprop centered": lambda: js.rmsprop(1e-2, centered=True),
-    "momentum nesterov": lambda: js.momentum(1e-2, 0.9, nesterov=True),
-    "adagrad": lambda: js.adagrad(1e-2),
-    "sgd": lambda: js.sgd(1e-2),
-    "adamw masked": lambda: js.adamw(1e-2, weight_decay=0.1,
-                                     mask=lambda p: jax.tree.map(lambda x: x.ndim > 1, p)),
+    "clip+adamw(schedule)": _registered("clip+adamw", scheduled=True),
+    "adam": _registered("adam"),
+    "rmsprop centered": _registered("rmsprop_centered"),
+    "momentum nesterov": _registered("momentum_nesterov"),
+    "adagrad": _registered("adagrad"),
+    "sgd": _registered("sgd"),
+    "adamw masked": _registered("adamw_mask_fn"),
     "optax inside": lambda: optax.chain(optax.clip(0.5), js.adam(1e-2)),
     "clip, ema, scale": lambda: js.chain(js.clip(0.5), js.ema(0.9), js.scale(-1e-2)),
 }

@@ -15,6 +15,7 @@ import optax
 import pytest
 
 import jaxsched as js
+from optimizer_registry import OPTIMIZERS as REGISTRY
 
 INT32_MAX = 2**31 - 1
 FINAL_LR = 1e-3  # every schedule below ends at 1e-3 (and stays there)
@@ -33,13 +34,12 @@ def _final_schedules():
 
 def _optimizers():
     sched = _final_schedules()
+    built = {name: REGISTRY[registered].ours(sched[schedule], None) for name, registered, schedule
+             in [("sgd", "sgd", "cosine"), ("momentum", "momentum_nesterov", "piecewise"),
+                 ("adagrad", "adagrad", "polynomial"), ("rmsprop", "rmsprop_centered", "wsd"),
+                 ("adam", "adam", "warmup+cosine"), ("adamw", "adamw", "one_cycle")]}
     return {
-        "sgd": js.sgd(sched["cosine"]),
-        "momentum": js.momentum(sched["piecewise"], 0.9, nesterov=True),
-        "adagrad": js.adagrad(sched["polynomial"]),
-        "rmsprop": js.rmsprop(sched["wsd"], centered=True),
-        "adam": js.adam(sched["warmup+cosine"]),
-        "adamw": js.adamw(sched["one_cycle"], weight_decay=0.1),
+        **built,
         "optax.adam": optax.chain(js.scale_by_adam(), js.scale_by_learning_rate(sched["cosine"])),
         "skip(adam+plateau)": js.skip_nonfinite(js.chain(
             js.adam(sched["cosine"]), js.reduce_on_plateau(patience=0, accumulation_size=2))),

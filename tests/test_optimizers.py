@@ -1,15 +1,14 @@
 """Optimizers: parity with optax and the float64 reference, state, tracing.
 
-`OPTIMIZERS` is the registry of every optimizer configuration with its optax
-counterpart (optax.sgd(lr, momentum, nesterov) is js.momentum; optax.rmsprop
-puts eps inside the root like jaxsched); the structural tests run over all of
-it. Gradients are fixed random arrays, not functions of the parameters, so the
+`OPTIMIZERS` (tests/optimizer_registry.py) is the registry of every optimizer
+configuration with its optax counterpart and float64 reference; the parity
+tests run over all of it, with a constant learning rate, a schedule and a
+mask, and the structural tests over `STRUCTURAL`. Gradients are fixed random arrays, not functions of the parameters, so the
 trajectories are not chaotic and a float32 rtol of 1e-5 is meaningful.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -19,73 +18,14 @@ import pytest
 
 import jaxsched as js
 import reference as ref
+from optimizer_registry import OPTIMIZERS, STRUCTURAL
 from training import assert_params_close, trajectory, with_count
 
 INT32_MAX = 2**31 - 1
 MASK = {"w": True, "b": False}
 
 
-class O(NamedTuple):
-    """An optimizer configuration, its optax counterpart and a float64 reference.
-
-    reference(g, state, p) -> (update direction u, state); the step is
-    p -= lr * u (lr the constant `lr`).
-    """
-
-    ours: Callable[[], optax.GradientTransformation]
-    optax: Callable[[], optax.GradientTransformation]
-    lr: float
-    reference: Callable[[np.ndarray, Any, np.ndarray], tuple] | None = None
-
-
-def _adamw_ref(wd, mask_leaf=True):
-    def step(g, state, p):
-        u, state = ref.adam_step(g, state)
-        return (u + wd * p if mask_leaf else u), state
-    return step
-
-
-OPTIMIZERS: dict[str, O] = {
-    "sgd": O(lambda: js.sgd(0.05), lambda: optax.sgd(0.05), 0.05,
-             lambda g, s, p: (np.asarray(g, np.float64), s)),
-    "momentum": O(lambda: js.momentum(0.05, 0.9), lambda: optax.sgd(0.05, 0.9), 0.05,
-                  lambda g, s, p: ref.momentum_step(g, s, 0.9)),
-    "momentum_nesterov": O(lambda: js.momentum(0.05, 0.8, nesterov=True),
-                           lambda: optax.sgd(0.05, 0.8, nesterov=True), 0.05,
-                           lambda g, s, p: ref.momentum_step(g, s, 0.8, nesterov=True)),
-    "adagrad": O(lambda: js.adagrad(0.1), lambda: optax.adagrad(0.1, 0.1, 1e-7), 0.1,
-                 lambda g, s, p: ref.adagrad_step(g, s, 0.1, 1e-7)),
-    "adagrad_custom": O(lambda: js.adagrad(0.1, 0.5, 1e-4), lambda: optax.adagrad(0.1, 0.5, 1e-4),
-                        0.1, lambda g, s, p: ref.adagrad_step(g, s, 0.5, 1e-4)),
-    "rmsprop": O(lambda: js.rmsprop(0.01), lambda: optax.rmsprop(0.01, 0.9, 1e-8), 0.01,
-                 lambda g, s, p: ref.rmsprop_step(g, s, 0.9, 1e-8)),
-    "rmsprop_centered": O(lambda: js.rmsprop(0.01, 0.95, 1e-6, centered=True),
-                          lambda: optax.rmsprop(0.01, 0.95, 1e-6, centered=True), 0.01,
-                          lambda g, s, p: ref.rmsprop_step(g, s, 0.95, 1e-6, centered=True)),
-    "adam": O(lambda: js.adam(0.01), lambda: optax.adam(0.01), 0.01,
-              lambda g, s, p: ref.adam_step(g, s)),
-    "adam_custom": O(lambda: js.adam(0.01, 0.5, 0.9, 1e-3),
-                     lambda: optax.adam(0.01, 0.5, 0.9, 1e-3), 0.01,
-                     lambda g, s, p: ref.adam_step(g, s, 0.5, 0.9, 1e-3)),
-    "adamw": O(lambda: js.adamw(0.01, weight_decay=0.1),
-               lambda: optax.adamw(0.01, weight_decay=0.1), 0.01, _adamw_ref(0.1)),
-    "adamw_mask": O(lambda: js.adamw(0.01, weight_decay=0.1, mask=MASK),
-                    lambda: optax.adamw(0.01, weight_decay=0.1, mask=MASK), 0.01, None),
-    "adamw_mask_fn": O(
-        lambda: js.adamw(0.01, weight_decay=0.1, mask=lambda p: jax.tree.map(
-            lambda x: x.ndim > 1, p)),
-        lambda: optax.adamw(0.01, weight_decay=0.1, mask=MASK), 0.01, None),
-    "adamw_schedule": O(
-        lambda: js.adamw(js.cosine_decay(0.01, 150), weight_decay=0.1),
-        lambda: optax.adamw(optax.cosine_decay_schedule(0.01, 150), weight_decay=0.1), 0.01,
-        None),
-}
-
 DTYPES = [jnp.float32, jnp.bfloat16, jnp.float16]
-# One configuration of each optimizer function, the most stateful one, for the
-# structural tests.
-STRUCTURAL = ["sgd", "momentum_nesterov", "adagrad", "rmsprop_centered", "adam", "adamw_mask_fn",
-              "adamw_schedule"]
 
 
 def params_like(dtype=jnp.float32, seed=0):
@@ -108,12 +48,21 @@ def random_grads(n, seed=1):
 # ---------------------------------------------------------------- parity
 
 
-@pytest.mark.parametrize("name", OPTIMIZERS)
-def test_matches_optax_over_200_steps(name):
+# (name, mask, with a schedule): every entry, and the masked and scheduled variants.
+PARITY = ([(name, None, False) for name in OPTIMIZERS]
+          + [("adamw", MASK, False), ("adamw", None, True), ("clip+adamw", MASK, True),
+             ("momentum_nesterov", None, True), ("rmsprop_centered", None, True)])
+
+
+@pytest.mark.parametrize("name,mask,scheduled", PARITY,
+                         ids=[f"{n}{'-mask' * (m is not None)}{'-schedule' * s}"
+                              for n, m, s in PARITY])
+def test_matches_optax_over_200_steps(name, mask, scheduled):
     case = OPTIMIZERS[name]
+    lr = js.cosine_decay(case.lr, 150) if scheduled else case.lr  # optax takes it as a schedule
     p, g = params_like(), random_grads(200)
-    ours = trajectory(case.ours(), p, g)[0]
-    theirs = trajectory(case.optax(), p, g)[0]
+    ours = trajectory(case.ours(lr, mask), p, g)[0]
+    theirs = trajectory(case.theirs(lr, mask), p, g)[0]
     assert_params_close(ours, theirs)
     # The run moved the parameters well beyond the tolerance.
     assert float(jnp.abs(ours["w"][-1] - p["w"]).max()) > 1e-2
@@ -123,7 +72,7 @@ def test_matches_optax_over_200_steps(name):
 def test_matches_float64_reference_over_50_steps(name):
     case = OPTIMIZERS[name]
     p, g = params_like(), random_grads(50, seed=7)
-    ours = trajectory(case.ours(), p, g)[0]
+    ours = trajectory(case.ours(case.lr, None), p, g)[0]
     expected = {}
     for k in p:
         pk, state, traj = np.asarray(p[k], np.float64), None, []
@@ -165,7 +114,7 @@ def test_adamw_decay_is_scaled_by_scheduled_learning_rate():
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: jnp.dtype(d).name)
 @pytest.mark.parametrize("name", STRUCTURAL)
 def test_state_stable_and_zero_gradient_no_nan(name, dtype):
-    tx = OPTIMIZERS[name].ours()
+    tx = OPTIMIZERS[name].ours(OPTIMIZERS[name].lr, None)
     p = params_like(dtype)
     state = tx.init(p)
     u, new_state = tx.update(jax.tree.map(lambda x: x[0].astype(dtype), random_grads(1)),
@@ -183,7 +132,7 @@ def test_state_stable_and_zero_gradient_no_nan(name, dtype):
 
 @pytest.mark.parametrize("name", STRUCTURAL)
 def test_counter_saturates(name):
-    tx = OPTIMIZERS[name].ours()
+    tx = OPTIMIZERS[name].ours(OPTIMIZERS[name].lr, None)
     p = params_like()
     state = with_count(tx.init(p), INT32_MAX - 1)
     update = jax.jit(tx.update)
@@ -192,8 +141,11 @@ def test_counter_saturates(name):
         u, state = update(g, state, p)
         p = optax.apply_updates(p, u)
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves((p, state)))
-    for s in state:
-        assert s.count.dtype == jnp.int32 and int(s.count) == INT32_MAX
+    counts = [leaf for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]
+              if getattr(path[-1], "name", None) == "count"]
+    assert counts
+    for count in counts:
+        assert count.dtype == jnp.int32 and int(count) == INT32_MAX
 
 
 # ---------------------------------------------------------------- hyperparameters

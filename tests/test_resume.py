@@ -24,6 +24,7 @@ import pytest
 from flax import serialization
 
 import jaxsched as js
+from optimizer_registry import OPTIMIZERS as REGISTRY
 
 N, M = 5, 6  # N odd: the plateau's accumulation (size 2) is mid-way at the checkpoint
 POISON = {2, N + 1}  # steps where `skip_nonfinite` sees an inf gradient
@@ -32,15 +33,15 @@ TESTS_DIR = pathlib.Path(__file__).resolve().parent
 
 def optimizers() -> dict[str, optax.GradientTransformation]:
     """Every optimizer, with schedules, the plateau and skip_nonfinite."""
+    schedules = {"sgd": js.cosine_decay(0.1, 20),
+                 "momentum_nesterov": js.piecewise_constant([3, 8], [0.1, 0.05, 0.01]),
+                 "adagrad": js.exponential_decay(0.1, 4, 0.5),
+                 "rmsprop_centered": js.inverse_sqrt(0.01, 3),
+                 "adam": js.warmup(js.cosine_decay(0.05, 20), 3),
+                 "adamw": js.warmup_stable_decay(0.05, 2, 3, 8)}
     return {
-        "sgd": js.sgd(js.cosine_decay(0.1, 20)),
-        "momentum": js.momentum(js.piecewise_constant([3, 8], [0.1, 0.05, 0.01]), 0.9,
-                                nesterov=True),
-        "adagrad": js.adagrad(js.exponential_decay(0.1, 4, 0.5)),
-        "rmsprop": js.rmsprop(js.inverse_sqrt(0.01, 3), centered=True),
-        "adam": js.adam(js.warmup(js.cosine_decay(0.05, 20), 3)),
-        "adamw": js.adamw(js.warmup_stable_decay(0.05, 2, 3, 8), weight_decay=0.1,
-                          mask={"w": True, "b": False}),
+        **{name: REGISTRY[name].ours(lr, {"w": True, "b": False}) for name, lr in
+           schedules.items()},
         "adam+plateau": js.chain(js.adam(0.05), js.reduce_on_plateau(
             factor=0.5, patience=0, accumulation_size=2)),
         "skip(clip+adamw+plateau)": js.skip_nonfinite(js.chain(
