@@ -48,8 +48,8 @@ def _to_config_value(v: Any) -> Any:
     if isinstance(v, (list, tuple)):
         return [_to_config_value(x) for x in v]
     if isinstance(v, (jax.Array, np.ndarray, np.generic)):
-        if jnp.issubdtype(getattr(v, "dtype", None), jax.dtypes.prng_key):
-            return _key_config(v)
+        if jnp.issubdtype(v.dtype, jax.dtypes.prng_key):
+            return _key_config(v)  # type: ignore[arg-type]
         return np.asarray(v).tolist()
     return v
 
@@ -136,7 +136,8 @@ class Schedule:
         raise NotImplementedError
 
     def _fields(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {f.name: getattr(self, f.name)
+                for f in dataclasses.fields(self)}  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={_show(v)}" for k, v in self._fields().items())
@@ -165,7 +166,7 @@ class Schedule:
 
 
 def _rebuild(cls: type, fields: dict[str, Any]) -> Schedule:
-    obj = object.__new__(cls)
+    obj: Schedule = object.__new__(cls)
     for k, v in fields.items():
         object.__setattr__(obj, k, v)
     return obj
@@ -203,7 +204,7 @@ def schedule_class(name: str) -> Callable[[type], type]:
     (numbers, arrays, nested schedules or tuples of them).
     """
 
-    def wrap(cls: type) -> type:
+    def wrap(cls: Any) -> Any:
         cls = dataclasses.dataclass(frozen=True, eq=False, repr=False)(cls)
         cls.name = name
         fields = dataclasses.fields(cls)
@@ -256,5 +257,5 @@ def as_schedule(owner: str, name: str, value: Any) -> Schedule:
     if isinstance(value, Schedule):
         return value
     _checks.callable_(owner, name, value)
-    return FunctionSchedule(value)
+    return FunctionSchedule(value)  # type: ignore[call-arg]
 

@@ -338,12 +338,13 @@ def scale_by_adam(b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper = 1e-8,
     def step(hp, g, m, v):
         m = hp.b1 * m + (1 - hp.b1) * g
         v = hp.b2 * v + (1 - hp.b2) * jnp.square(g)
-        c1 = 1 - hp.b1 ** hp.k
+        c1 = 1 - jax.lax.pow(hp.b1, hp.k)  # b ** k for an int32 k, without promoting k
         if nesterov:
-            m_hat = hp.b1 * m / (1 - hp.b1 ** _numerics.next_count(hp.k)) + (1 - hp.b1) * g / c1
+            c1_next = 1 - jax.lax.pow(hp.b1, _numerics.next_count(hp.k))
+            m_hat = hp.b1 * m / c1_next + (1 - hp.b1) * g / c1
         else:
             m_hat = m / c1
-        v_hat = v / (1 - hp.b2 ** hp.k)
+        v_hat = v / (1 - jax.lax.pow(hp.b2, hp.k))
         return m_hat / (jnp.sqrt(v_hat + hp.eps_root) + hp.eps), m, v
 
     return transformation(owner, ScaleByAdamState,
@@ -479,7 +480,7 @@ def ema(decay: Hyper, debias: bool = True, accumulator_dtype: Any = None) -> Tra
         e = hp.decay * e + (1 - hp.decay) * g
         if not debias:
             return e, e
-        correction = 1 - hp.decay ** hp.k
+        correction = 1 - jax.lax.pow(hp.decay, hp.k)
         return e / jnp.where(correction > 0, correction, 1), e
 
     return transformation("ema", EmaState, {"decay": decay}, step,

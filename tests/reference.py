@@ -1,7 +1,7 @@
 """Float64 NumPy reference implementations for the jaxsched test suite.
 
 Written independently of the ``jaxsched`` package, from the documented
-formulas in ``FORMULAS.md`` and the public documentation of TensorFlow,
+formulas in ``docs/formulas.md`` and the public documentation of TensorFlow,
 PyTorch, optax, Keras and Hugging Face transformers. Every schedule takes the
 same arguments as the library function plus a final ``step`` (a non-negative
 Python int or float) and returns a Python float. Quantities that decide a

@@ -30,11 +30,6 @@ import gen_api  # noqa: E402
 PUBLIC = gen_api.public_names(js)
 MODULES = sorted(m.name for m in pkgutil.iter_modules(js.__path__, "jaxsched."))
 
-# Public names whose docstrings (in modules owned by others) still lack an
-# `Example:`; each must be removed from this list once its example is added
-# (`test_known_missing_examples_are_still_missing` enforces it).
-KNOWN_MISSING_EXAMPLES: set[str] = set()
-
 
 def _examples(obj) -> list[doctest.Example]:
     doc = inspect.getdoc(obj) or ""
@@ -73,18 +68,9 @@ def test_public_name_has_docstring_with_example(name):
     obj = getattr(js, name)
     doc = inspect.getdoc(obj) or ""
     assert doc.strip(), f"{name} has no docstring"
-    if name in KNOWN_MISSING_EXAMPLES:
-        return
     assert _examples(obj), f"{name}'s docstring has no `>>>` example"
     module = getattr(obj, "__module__", "")
     assert module in MODULES, f"{name} is defined outside the package's modules: {module}"
-
-
-def test_known_missing_examples_are_still_missing():
-    fixed = [n for n in KNOWN_MISSING_EXAMPLES if n in PUBLIC and _examples(getattr(js, n))]
-    gone = [n for n in KNOWN_MISSING_EXAMPLES if n not in PUBLIC]
-    assert not fixed, f"now have examples; remove from KNOWN_MISSING_EXAMPLES: {fixed}"
-    assert not gone, f"no longer public; remove from KNOWN_MISSING_EXAMPLES: {gone}"
 
 
 @pytest.mark.parametrize("module_name", MODULES)

@@ -3,9 +3,9 @@
 Expected values come from three independent sources, named per test:
 
 - hand-derived tables (`HAND_*`), worked out on paper from the rule in
-  FORMULAS.md;
+  docs/formulas.md;
 - `reference.plateau_reference`, a float64 Python loop written from
-  FORMULAS.md with jaxsched's two documented deviations (NaN/inf never
+  docs/formulas.md with jaxsched's two documented deviations (NaN/inf never
   improve; the relative threshold uses |best|);
 - PyTorch's `torch.optim.lr_scheduler.ReduceLROnPlateau` itself, run live on
   an SGD optimizer with lr 1.0 (its lr sequence divided by the initial lr 1.0
@@ -91,7 +91,7 @@ CASES = [
 ]
 IDS = [c[0] for c in CASES]
 
-# Worked out by hand from the rule (FORMULAS.md), one line per value:
+# Worked out by hand from the rule (docs/formulas.md), one line per value:
 # 1.0 beats +inf (best 1.0); 0.95 not < 0.9: bad 1; 0.95: bad 2 > 1, cut to
 # 0.5, cooldown 1; 0.8 beats 0.9 (best 0.8), cooldown 1 -> 0; 0.8: bad 1;
 # 0.8: bad 2, cut to 0.25, cooldown 1; 0.8: cooldown -> 0; 0.8: bad 1; 0.8:

@@ -3,7 +3,7 @@
 One registry, `TRANSFORMS`, lists every jaxsched transformation (several
 configurations each); the structural tests (state type, `lax.cond` stability
 across dtypes, saturating counter, zero gradients in half precision) run over
-all of it. The value tests compare against FORMULAS.md written out in NumPy,
+all of it. The value tests compare against docs/formulas.md written out in NumPy,
 the float64 reference (`tests/reference.py`) and optax's equivalents.
 """
 
@@ -20,6 +20,7 @@ import pytest
 
 import jaxsched as js
 import reference as ref
+from optimizer_registry import OPTIMIZERS
 from training import with_count
 
 INT32_MAX = 2**31 - 1
@@ -644,3 +645,27 @@ def test_hyperparams_of_a_single_transform_and_of_empty_state():
     state = js.scale_by_adam(0.8).init(jnp.zeros(1))
     assert set(js.hyperparams(state)) == {"b1", "b2", "eps", "eps_root"}
     assert float(js.hyperparams(state)["b1"]) == np.float32(0.8)
+
+
+# ---------------------------------------------------------------- strict dtype promotion
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16], ids=lambda d: jnp.dtype(d).name)
+def test_update_paths_need_no_implicit_dtype_promotion(dtype):
+    """Every transformation and optimizer inits and updates (eager and jitted) under
+    `jax.numpy_dtype_promotion("strict")`: no silent promotion anywhere on the path."""
+    txs = {name: case.make() for name, case in TRANSFORMS.items()}
+    txs.update({f"optimizer:{name}": case.ours(js.cosine_decay(case.lr, 10), None)
+                for name, case in OPTIMIZERS.items()})
+    txs["reduce_on_plateau"] = js.reduce_on_plateau()
+    txs["skip_nonfinite"] = js.skip_nonfinite(js.adamw(0.1))
+    txs["fuse"] = js.fuse(js.chain(js.clip_by_global_norm(1.0), js.adamw(0.1)))
+    p = params_like(dtype)
+    with jax.numpy_dtype_promotion("strict"):
+        for name, tx in txs.items():
+            extra = {"value": jnp.asarray(1.0, jnp.float32)} if name == "reduce_on_plateau" else {}
+            state = tx.init(p)
+            u, state = tx.update(grads_like(dtype), state, p, **extra)
+            u, state = jax.jit(lambda g, s, tx=tx, extra=extra: tx.update(g, s, p, **extra))(
+                grads_like(dtype), state)
+            assert jax.tree.structure(u) == jax.tree.structure(p), name
