@@ -20,7 +20,7 @@ import numpy as np
 import optax
 
 from jaxsched import _checks
-from jaxsched._builder import Transformation, resolve_mask
+from jaxsched._builder import Transformation, check_real_floats, resolve_mask
 
 PyTree = Any
 
@@ -169,6 +169,7 @@ def fuse(transform: optax.GradientTransformation, bucket_size: int = 8,
         return jax.lax.optimization_barrier(tuple(_concat(leaves, b) for b in layout.buckets))
 
     def init(params):
+        check_real_floats("fuse", params, "the parameters")
         layout, inner = prepare(params)
         initialised[layout.treedef] = layout
         return FuseState(inner=inner.init(bucketed(layout, params)))
