@@ -41,6 +41,9 @@ def optimizers() -> dict[str, optax.GradientTransformation]:
         "adam": js.adam(js.warmup(js.cosine_decay(0.05, 20), 3)),
         "adamw": js.adamw(js.warmup_stable_decay(0.05, 2, 3, 8), weight_decay=0.1,
                           mask={"w": True, "b": False}),
+        "adamw(groups)": js.adamw(js.cosine_decay(0.05, 20), weight_decay=0.1, groups={
+            "bias": js.group(r"^b$", weight_decay=0.0, b1=0.8,
+                             learning_rate=js.warmup(js.cosine_decay(0.02, 20), 3))}),
         "adam+plateau": js.chain(js.adam(0.05), js.reduce_on_plateau(
             factor=0.5, patience=0, accumulation_size=2)),
         "skip(clip+adamw+plateau)": js.skip_nonfinite(js.chain(
