@@ -30,6 +30,7 @@ from typing import Any, Callable, Mapping, NamedTuple, TypeVar, Union, cast
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jaxsched import _checks
@@ -61,7 +62,8 @@ class Group:
         if isinstance(self.pattern, str):
             return re.search(self.pattern, path) is not None
         result = self.pattern(path, leaf)
-        if isinstance(result, jax.Array) and not isinstance(result, jax.core.Tracer):
+        if isinstance(result, np.bool_) or (isinstance(result, jax.Array) and result.shape == ()
+                                            and not isinstance(result, jax.core.Tracer)):
             result = bool(result)
         if not isinstance(result, bool):
             raise TypeError(f"`{owner}(groups=...)`: the pattern of group {name!r} must return "
@@ -361,8 +363,11 @@ def combine(owner: str, transforms: Mapping[str, Transformation | None],
             marks = None
         if marks is None or not all(isinstance(m, dict) and len(m) == 1 for m in marks):
             raise ValueError(f"`{owner}`: the tree passed to update does not match the one "
-                             f"given to init ({treedef} vs the groups' labels "
-                             f"{structure(state.labels)}).")
+                             f"given to init (whose group labels the state holds).")
+        if set(state.groups) != set(transforms):
+            raise ValueError(f"`{owner}`: the state has the groups {', '.join(state.groups)}, "
+                             f"this optimizer {', '.join(transforms)}: build both with the "
+                             f"same `groups=`.")
         labels = [next(iter(m)) for m in marks]
         leaves = treedef.flatten_up_to(updates)
         param_leaves = None if params is None else treedef.flatten_up_to(params)

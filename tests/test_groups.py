@@ -369,6 +369,18 @@ def test_unspellable_paths_and_non_bool_callables_raise():
     bad = js.sgd(0.1, groups={"a": js.group(lambda path, leaf: jnp.sum(leaf) > 0)})
     with pytest.raises(TypeError, match="group 'a' must return a Python bool"):
         jax.jit(bad.init)({"w": jnp.ones(2)})
+    numpy_bool = js.sgd(0.1, groups={"a": js.group(lambda path, leaf: np.any(leaf > 0))})
+    assert numpy_bool.init({"w": jnp.ones(2)}).labels == {"w": {"a": None}}
+
+
+def test_update_with_another_tree_or_other_groups_raises():
+    params = params_like()
+    state = js.adam(0.1, groups={"head": js.group("^head/")}).init(params)
+    with pytest.raises(ValueError, match=r"`adam`: the tree passed to update does not match"):
+        js.adam(0.1, groups={"head": js.group("^head/")}).update({"w": jnp.ones(2)}, state)
+    with pytest.raises(ValueError, match=r"`adam`: the state has the groups default, head, "
+                                         r"this optimizer default, top"):
+        js.adam(0.1, groups={"top": js.group("^head/")}).update(params, state)
 
 
 def test_paths_spell_dict_sequence_attribute_and_flattened_keys():
