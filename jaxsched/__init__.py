@@ -18,6 +18,8 @@ from jaxsched._decays import (cosine_decay as cosine_decay,
                               polynomial_decay as polynomial_decay)
 from jaxsched._flat import (flat_params as flat_params, FlatParams as FlatParams)
 from jaxsched._fuse import (fuse as fuse, FuseState as FuseState)
+from jaxsched._groups import (group as group, group_labels as group_labels,
+                              GroupsState as GroupsState, reset_group as reset_group)
 from jaxsched._hyper import (hyperparams as hyperparams, measurements as measurements)
 from jaxsched._lr_finder import (lr_finder as lr_finder, LRFinderResult as LRFinderResult,
                                  plot_lr_finder as plot_lr_finder)

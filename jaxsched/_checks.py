@@ -26,6 +26,9 @@ import numpy as np
 # function being built, set by `calling`; None outside any.
 _CALLER: contextvars.ContextVar[tuple[str, dict[str, str]] | None] = contextvars.ContextVar(
     "jaxsched_caller", default=None)
+# The parameter group being built (`adamw(groups={name: group(...)})`), set by `in_group`.
+_GROUP: contextvars.ContextVar[str | None] = contextvars.ContextVar("jaxsched_group",
+                                                                   default=None)
 
 
 @contextlib.contextmanager
@@ -43,6 +46,16 @@ def calling(owner: str, **renames: str) -> Iterator[None]:
             _CALLER.reset(token)
 
 
+@contextlib.contextmanager
+def in_group(name: str | None) -> Iterator[None]:
+    """Name the parameter group `name` in every check made inside (None: no group)."""
+    token = _GROUP.set(name)
+    try:
+        yield
+    finally:
+        _GROUP.reset(token)
+
+
 def caller(default: str) -> str:
     """The public function being built: the outermost `calling`, else `default`."""
     current = _CALLER.get()
@@ -55,6 +68,9 @@ def where(owner: str, name: str) -> str:
     if current is not None:
         owner, renames = current[0], current[1]
         name = renames.get(name, name)
+    group = _GROUP.get()
+    if group is not None:
+        return f"`{owner}(groups={{{group!r}: group({name}=...)}})`"
     return f"`{owner}({name}=...)`"
 
 

@@ -67,21 +67,47 @@ def carries(owner: str, measured: tuple[str, ...] = ()) -> Callable[[type], type
     return register
 
 
+# State classes holding one state per parameter group: class -> (the field
+# holding {group name: state}, the name of the group reported without prefix).
+_GROUPED: dict[type, tuple[str, str]] = {}
+
+
+def holds_groups(field: str, unprefixed: str) -> Callable[[type], type]:
+    """Declare a state class whose `field` maps group names to states.
+
+    Values found in a group's state are reported as `<group>/<name>`, those
+    of the group `unprefixed` under their plain names.
+    """
+
+    def register(cls: type) -> type:
+        _GROUPED[cls] = (field, unprefixed)
+        return cls
+
+    return register
+
+
 # optax's injected hyperparameters are reported like ours.
 carries("inject_hyperparams")(optax.InjectHyperparamsState)
 carries("inject_hyperparams")(optax.InjectStatefulHyperparamsState)
 
 
-def _collect(opt_state: Any, measured: bool) -> list[tuple[str, str, Any]]:
-    found: list[tuple[str, str, Any]] = []
+def _collect(opt_state: Any, measured: bool) -> list[tuple[str, str, str, Any]]:
+    """(group prefix, owner, name, value) of every value in the state."""
+    found: list[tuple[str, str, str, Any]] = []
 
-    def visit(x: Any) -> None:
+    def visit(x: Any, prefix: str = "") -> None:
+        grouped = _GROUPED.get(type(x))
+        if grouped is not None:
+            field, unprefixed = grouped
+            for name, child in getattr(x, field).items():
+                visit(child, prefix if name == unprefixed else f"{prefix}{name}/")
+            return
         carrier = _CARRIERS.get(type(x))
         if carrier is not None:
             if measured:
-                found.extend((carrier.owner, k, getattr(x, k)) for k in carrier.measured)
+                found.extend((prefix, carrier.owner, k, getattr(x, k)) for k in carrier.measured)
             elif "hyperparams" in x._fields:
-                found.extend((carrier.owner, k, v) for k, v in x.hyperparams.items()
+                found.extend((prefix, carrier.owner, k, v) for k, v in x.hyperparams.items()
                              if not is_schedule(v))
             children = [c for f, c in zip(x._fields, x) if f != "hyperparams"]
         elif isinstance(x, (list, tuple)):
@@ -91,20 +117,21 @@ def _collect(opt_state: Any, measured: bool) -> list[tuple[str, str, Any]]:
         else:
             return
         for child in children:
-            visit(child)
+            visit(child, prefix)
 
     visit(opt_state)
     return found
 
 
-def _keyed(found: list[tuple[str, str, Any]]) -> dict[str, Any]:
-    """Bare names where unique, `owner/name` where shared, numbered if still shared."""
-    counts: dict[str, int] = {}
-    for _, k, _ in found:
-        counts[k] = counts.get(k, 0) + 1
+def _keyed(found: list[tuple[str, str, str, Any]]) -> dict[str, Any]:
+    """Bare names where unique, `owner/name` where shared, numbered if still shared;
+    a parameter group's values prefixed by `<group>/`."""
+    counts: dict[tuple[str, str], int] = {}
+    for prefix, _, k, _ in found:
+        counts[prefix, k] = counts.get((prefix, k), 0) + 1
     out: dict[str, Any] = {}
-    for owner, k, v in found:
-        key = k if counts[k] == 1 else f"{owner}/{k}"
+    for prefix, owner, k, v in found:
+        key = prefix + (k if counts[prefix, k] == 1 else f"{owner}/{k}")
         base, n = key, 1
         while key in out:
             key = f"{base}#{n}"
@@ -135,6 +162,9 @@ def hyperparams(opt_state: Any, name: str | None = None) -> Any:
     the hyperparameter names (`learning_rate`, `b1`, ...); a name used by
     several transformations is prefixed by the transformation
     (`trace/decay`) and, if still ambiguous, numbered (`scale/factor#1`).
+    With parameter groups (`groups=`), each group's values are keyed
+    `<group>/<name>` (`head/learning_rate`) and those of the parameters no
+    group matched by their plain names; a frozen group has none.
     Values measured during the update (the global norm, the plateau scale,
     skip counts) are not hyperparameters: `measurements(state)` has them.
 

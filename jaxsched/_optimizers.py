@@ -4,6 +4,8 @@ Every hyperparameter may be a number, an array or a schedule; the learning
 rate actually used is `jaxsched.hyperparams(state, "learning_rate")`. The
 positional order of every argument is optax's function of the same name;
 the primitives check the arguments, naming the optimizer the user called.
+Every optimizer takes a keyword-only `groups=` (parameter groups, see
+`jaxsched.group`), added by `_groups.with_groups`.
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ from typing import Any
 
 from jaxsched import _checks
 from jaxsched._builder import MaskOrFn, Transformation
+from jaxsched._groups import with_groups
 from jaxsched._hyper import Hyper
 from jaxsched._transforms import (add_decayed_weights, chain, scale_by_adagrad, scale_by_adam,
                                   scale_by_learning_rate, scale_by_rms, trace)
 
 
+@with_groups
 def sgd(learning_rate: Hyper, momentum: Hyper | None = None, nesterov: bool = False,
         accumulator_dtype: Any = None) -> Transformation:
     """Stochastic gradient descent: p -= learning_rate * g (with `momentum`, see `js.momentum`).
@@ -36,6 +40,7 @@ def sgd(learning_rate: Hyper, momentum: Hyper | None = None, nesterov: bool = Fa
                      scale_by_learning_rate(learning_rate))
 
 
+@with_groups
 def momentum(learning_rate: Hyper, momentum: Hyper = 0.9, nesterov: bool = False,
              accumulator_dtype: Any = None) -> Transformation:
     """SGD with momentum, as PyTorch's SGD: buf = momentum * buf + g; p -= lr * buf.
@@ -55,6 +60,7 @@ def momentum(learning_rate: Hyper, momentum: Hyper = 0.9, nesterov: bool = False
                      scale_by_learning_rate(learning_rate))
 
 
+@with_groups
 def adagrad(learning_rate: Hyper, initial_accumulator_value: float = 0.1,
             eps: Hyper = 1e-7) -> Transformation:
     """AdaGrad: s += g^2; p -= lr * g / sqrt(s + eps) (Duchi et al., 2011).
@@ -70,6 +76,7 @@ def adagrad(learning_rate: Hyper, initial_accumulator_value: float = 0.1,
                      scale_by_learning_rate(learning_rate))
 
 
+@with_groups
 def rmsprop(learning_rate: Hyper, decay: Hyper = 0.9, eps: Hyper = 1e-8,
             initial_scale: float = 0.0, eps_in_sqrt: bool = True, centered: bool = False,
             momentum: Hyper | None = None, nesterov: bool = False) -> Transformation:
@@ -95,6 +102,7 @@ def rmsprop(learning_rate: Hyper, decay: Hyper = 0.9, eps: Hyper = 1e-8,
     return chain(*parts)
 
 
+@with_groups
 def adam(learning_rate: Hyper, b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper = 1e-8,
          eps_root: Hyper = 0.0, mu_dtype: Any = None, *, nu_dtype: Any = None,
          nesterov: bool = False) -> Transformation:
@@ -114,6 +122,7 @@ def adam(learning_rate: Hyper, b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper = 
                      scale_by_learning_rate(learning_rate))
 
 
+@with_groups
 def adamw(learning_rate: Hyper, b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper = 1e-8,
           eps_root: Hyper = 0.0, mu_dtype: Any = None, weight_decay: Hyper = 1e-4,
           mask: MaskOrFn = None, *, nu_dtype: Any = None,

@@ -19,6 +19,7 @@ import optax
 
 from jaxsched import _checks, _hyper, _numerics
 from jaxsched._builder import Buffer, MaskOrFn, Transformation, describe, transformation
+from jaxsched._groups import with_groups
 from jaxsched._hyper import Hyper, carries
 from jaxsched._numerics import float_dtype
 
@@ -142,6 +143,7 @@ class EmaState(NamedTuple):
 
 # ---------------------------------------------------------------- clipping
 
+@with_groups
 def clip(max_delta: Hyper) -> Transformation:
     """Clip every element to [-max_delta, max_delta].
 
@@ -162,6 +164,7 @@ def clip(max_delta: Hyper) -> Transformation:
                           lambda hp, g: jnp.clip(g, -hp.max_delta, hp.max_delta))
 
 
+@with_groups
 def clip_by_norm(max_norm: Hyper) -> Transformation:
     """Clip each array to L2 norm `max_norm` (`tf.clip_by_norm` per array).
 
@@ -203,6 +206,7 @@ def global_norm(updates: PyTree) -> Array:
     return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(float_dtype()))) for x in leaves))
 
 
+@with_groups
 def clip_by_global_norm(max_norm: Hyper) -> Transformation:
     """Scale all arrays together so their global L2 norm is at most `max_norm`.
 
@@ -233,6 +237,7 @@ def clip_by_global_norm(max_norm: Hyper) -> Transformation:
 
 # ---------------------------------------------------------------- scaling
 
+@with_groups
 def scale(factor: Hyper) -> Transformation:
     """Multiply updates by `factor`: u = factor * g.
 
@@ -248,6 +253,7 @@ def scale(factor: Hyper) -> Transformation:
     return transformation("scale", ScaleState, {"factor": factor}, lambda hp, g: g * hp.factor)
 
 
+@with_groups
 def scale_by_schedule(schedule: Callable[[Array], Array]) -> Transformation:
     """Multiply updates by `schedule(k)` at update k: u = schedule(k) * g.
 
@@ -267,6 +273,7 @@ def scale_by_schedule(schedule: Callable[[Array], Array]) -> Transformation:
                           lambda hp, g: g * hp.step_size)
 
 
+@with_groups
 def scale_by_learning_rate(learning_rate: Hyper, *, flip_sign: bool = True) -> Transformation:
     """Multiply updates by the learning rate, negated for descent.
 
@@ -297,6 +304,7 @@ def _check_decay_rates(owner: str, **rates: Hyper) -> None:
         _hyper.check(owner, name, value, lo=0, hi=1, hi_open=True)
 
 
+@with_groups
 def scale_by_adam(b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper = 1e-8,
                   eps_root: Hyper = 0.0, *, mu_dtype: Any = None, nu_dtype: Any = None,
                   nesterov: bool = False) -> Transformation:
@@ -352,6 +360,7 @@ def scale_by_adam(b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper = 1e-8,
                           buffers={"mu": Buffer(dtype=mu_dtype), "nu": Buffer(dtype=nu_dtype)})
 
 
+@with_groups
 def scale_by_rms(decay: Hyper = 0.9, eps: Hyper = 1e-8, initial_scale: float = 0.0,
                  eps_in_sqrt: bool = True, *, centered: bool = False) -> Transformation:
     """Scale by the root mean square of past gradients (RMSProp, Hinton 2012).
@@ -399,6 +408,7 @@ def scale_by_rms(decay: Hyper = 0.9, eps: Hyper = 1e-8, initial_scale: float = 0
                           buffers=buffers)
 
 
+@with_groups
 def scale_by_adagrad(initial_accumulator_value: float = 0.1, eps: Hyper = 1e-7) -> Transformation:
     """Scale by the inverse root of the sum of past squared gradients (AdaGrad).
 
@@ -427,6 +437,7 @@ def scale_by_adagrad(initial_accumulator_value: float = 0.1, eps: Hyper = 1e-7) 
                           buffers={"sum_of_squares": Buffer(fill=initial_accumulator_value)})
 
 
+@with_groups
 def trace(decay: Hyper, nesterov: bool = False, accumulator_dtype: Any = None) -> Transformation:
     """Momentum, as PyTorch's SGD (dampening 0).
 
@@ -461,6 +472,7 @@ def trace(decay: Hyper, nesterov: bool = False, accumulator_dtype: Any = None) -
                           buffers={"trace": Buffer(dtype=accumulator_dtype)})
 
 
+@with_groups
 def ema(decay: Hyper, debias: bool = True, accumulator_dtype: Any = None) -> Transformation:
     """Exponential moving average of the updates.
 
@@ -489,6 +501,7 @@ def ema(decay: Hyper, debias: bool = True, accumulator_dtype: Any = None) -> Tra
 
 # ---------------------------------------------------------------- weight decay
 
+@with_groups
 def add_decayed_weights(weight_decay: Hyper = 0.0, mask: MaskOrFn = None) -> Transformation:
     """Add decoupled weight decay: u = g + weight_decay * params.
 

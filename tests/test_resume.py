@@ -42,6 +42,9 @@ def optimizers() -> dict[str, optax.GradientTransformation]:
     return {
         **{name: REGISTRY[name].ours(lr, {"w": True, "b": False}) for name, lr in
            schedules.items()},
+        "adamw(groups)": js.adamw(js.cosine_decay(0.05, 20), weight_decay=0.1, groups={
+            "bias": js.group(r"^b$", weight_decay=0.0, b1=0.8,
+                             learning_rate=js.warmup(js.cosine_decay(0.02, 20), 3))}),
         "adam+plateau": js.chain(js.adam(0.05), js.reduce_on_plateau(
             factor=0.5, patience=0, accumulation_size=2)),
         "skip(clip+adamw+plateau)": js.skip_nonfinite(js.chain(
