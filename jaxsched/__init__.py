@@ -4,9 +4,11 @@ Every schedule is a pure, jittable pytree function of the step; every
 transformation is an `optax.GradientTransformation`.
 """
 
+from jaxsched._arithmetic import add, product
+from jaxsched._by_name import from_hf, from_keras, from_torch
 from jaxsched._checkpoint import restore_state
-from jaxsched._combine import constant, join, piecewise_constant
-from jaxsched._cyclical import cyclic, one_cycle
+from jaxsched._combine import constant, join, piecewise_constant, piecewise_interpolate, shift
+from jaxsched._cyclical import cyclic, cyclic_momentum, one_cycle, one_cycle_momentum
 from jaxsched._decays import (cosine_decay, cosine_decay_restarts, exponential_decay,
                               inverse_time_decay, linear_cosine_decay, natural_exp_decay,
                               noisy_linear_cosine_decay, polynomial_decay)
@@ -26,6 +28,6 @@ from jaxsched._transforms import (AddDecayedWeightsState, ClipByGlobalNormState,
                                   clip_by_global_norm, clip_by_norm, ema, global_norm, scale,
                                   scale_by_adagrad, scale_by_adam, scale_by_learning_rate,
                                   scale_by_rms, scale_by_schedule, trace)
-from jaxsched._warmup import inverse_sqrt, warmup, warmup_stable_decay
+from jaxsched._warmup import cooldown, inverse_sqrt, warmup, warmup_stable_decay
 
 __version__ = "0.1.0"

@@ -1,0 +1,3 @@
+def from_hf(): pass
+def from_keras(): pass
+def from_torch(): pass
