@@ -227,7 +227,10 @@ class CosineDecay(Schedule):
     a flat tail. `periodic=True` keeps the cosine going past `decay_steps`, as
     PyTorch's `CosineAnnealingLR` (back up to `learning_rate` at
     `2 * decay_steps`) and Hugging Face's cosine schedules do. `exponent` is
-    optax's `cosine_decay_schedule(..., exponent=)`.
+    optax's `cosine_decay_schedule(..., exponent=)`. Periodic with the default
+    `num_cycles` is exact at every integer step; with an explicit `num_cycles`
+    the phase of the whole periods is a float product, good to about 1e-6 up
+    to 2**24 periods in float32 (1e-15 under x64).
 
     Args:
       learning_rate: initial value, >= 0.
@@ -272,12 +275,13 @@ class CosineDecay(Schedule):
             # mod 2 first, so the cosine stays exact at large steps.
             k, r = split_period(t, self.decay_steps)
             frac = ratio(r, self.decay_steps)
+            parity = jnp.mod(k, 2).astype(fdt)  # exact for integer k
             k = k.astype(fdt)
         else:
             frac = ratio(_clamp(t, self.decay_steps), self.decay_steps)
-            k = jnp.zeros((), fdt)
+            k = parity = jnp.zeros((), fdt)
         if self.num_cycles is None:
-            phase = frac if not self.periodic else jnp.mod(k, 2) + frac
+            phase = frac if not self.periodic else parity + frac
         else:
             cycles = 2 * as_float(self.num_cycles)
             phase = cycles * frac if not self.periodic else jnp.mod(cycles * k, 2) + cycles * frac
