@@ -171,7 +171,10 @@ class Schedule:
     def __reduce__(self):
         return (_rebuild, (type(self), self._fields()))
 
-    # Arithmetic lives in _arithmetic; these hooks only dispatch to it.
+    # Arithmetic lives in _arithmetic; these hooks only dispatch to it. NumPy
+    # defers to them (`np.ones(3) * s` is a TypeError, not an object array).
+    __array_ufunc__ = None
+
     def __mul__(self, other: Any) -> "Schedule":
         from jaxsched._arithmetic import multiply
         return multiply(self, other)
