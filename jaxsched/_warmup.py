@@ -99,9 +99,10 @@ class Warmup(Schedule):
 
     def _at(self, t):
         w = as_count(self.warmup_steps)
-        target = self.schedule(jnp.zeros((), t.dtype))
-        ramp = _rise(t, w, as_float(self.init_value), target, self.mode)
+        # One evaluation of the schedule: during the warmup max(t - w, 0) = 0,
+        # so `after` is the warmup's target schedule(0).
         after = self.schedule(as_step(t - w))
+        ramp = _rise(t, w, as_float(self.init_value), after, self.mode)
         return jnp.where(t < w, ramp, after)
 
 
@@ -318,9 +319,9 @@ class Cooldown(Schedule):
         begin = total - steps
         p = jnp.clip((t - begin).astype(float_dtype()) / jnp.maximum(as_float(steps), 1), 0, 1)
         factor = 1 - p if self.shape == "linear" else 1 - _safe_sqrt(p)
-        held = self.schedule(as_step(jnp.broadcast_to(begin, t.shape))) * factor
-        cooled = jnp.where(t >= total, 0.0, held)
-        return jnp.where(t < begin, self.schedule(t), cooled)
+        # One evaluation of the schedule: at t before the cooldown, at its start after.
+        value = self.schedule(as_step(jnp.minimum(t, begin)))
+        return jnp.where(t >= total, 0.0, jnp.where(t < begin, value, value * factor))
 
 
 warmup = Warmup
