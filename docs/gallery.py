@@ -96,10 +96,11 @@ FAMILIES: tuple[Family, ...] = (
            "`periodic=True` keeps the cosine going past `decay_steps` (PyTorch's "
            "`CosineAnnealingLR`, Hugging Face's cosine schedules); `num_cycles` sets "
            "the number of cosine periods per `decay_steps`; `exponent` sharpens it "
-           "(optax).",
+           "(optax); `shift` starts a schedule part-way.",
            ("cosine_decay(0.1, 200, periodic=True)",
             "cosine_decay(0.1, 500, num_cycles=1.5, alpha=0.1)",
-            "cosine_decay(0.1, 400, exponent=3.0)"), 500),
+            "cosine_decay(0.1, 400, exponent=3.0)",
+            "shift(cosine_decay(0.1, 400), 200)"), 500),
     Family("warmup-shapes", "Warmup shapes",
            "`warmup(..., mode=)`: linear, cosine, sqrt (Hugging Face's `1-sqrt`) or "
            "exponential (geometric, from a positive `init_value`).",
@@ -140,10 +141,11 @@ FAMILIES: tuple[Family, ...] = (
             "cyclic_momentum(0.8, 0.9, 50)"), 500),
     Family("arithmetic", "Schedule arithmetic",
            "`*` and `+` combine schedules and numbers into `product` and `add` "
-           "schedules: a scaled schedule, a floor, a schedule modulated by another.",
+           "schedules (also callable by name): a scaled schedule, a floor, a schedule "
+           "modulated by another.",
            ("cosine_decay(0.1, 500) * 0.5",
-            "cosine_decay(0.09, 500) + 0.01",
-            "cosine_decay(0.1, 500) * (cyclic(0.5, 1.0, 25) + 0.0)"), 500),
+            "add([cosine_decay(0.09, 500), 0.01])",
+            "product([cosine_decay(0.1, 500), cyclic(0.5, 1.0, 25)])"), 500),
 )
 
 

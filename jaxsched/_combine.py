@@ -164,7 +164,7 @@ class PiecewiseInterpolate(Schedule):
         >>> import jaxsched as js
         >>> s = js.piecewise_interpolate(1.0, [4, 8], [0.1, 0.1])
         >>> [round(float(s(t)), 6) for t in (0, 2, 4, 6, 8, 10)]
-        [1.0, 0.55, 0.1, 0.0505, 0.01, 0.01]
+        [1.0, 0.55, 0.1, 0.055, 0.01, 0.01]
     """
 
     init_value: Any
