@@ -11,6 +11,7 @@ import json
 import pathlib
 import warnings
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -138,3 +139,16 @@ def close_to_scale(got, want, tol, what=""):
     i = int(np.argmax(err))
     assert err[i] <= tol * scale, (f"{what}: step {i}: got {got[i]!r}, want {want[i]!r}, "
                                    f"err {err[i] / scale:.3g} * scale > {tol}")
+
+
+_EVAL = jax.jit(lambda s, t: s(t))
+
+
+def values(sched, n: int) -> np.ndarray:
+    """`sched` at steps 0..n-1 in one jitted call; the steps are padded to 1024
+    (or the next power of two) so that schedules of one structure share a
+    compilation across tests."""
+    size = max(1024, 1 << (n - 1).bit_length())
+    steps = np.zeros(size, np.int64 if jax.config.jax_enable_x64 else np.int32)
+    steps[:n] = np.arange(n)
+    return np.asarray(_EVAL(sched, jnp.asarray(steps)))[:n]

@@ -14,16 +14,13 @@ import pytest
 
 import jaxsched as js
 from by_name_cases import (FIXTURE, TORCH_CASES, TORCH_IDS, close_to_scale, torch_lrs,
-                           torch_length)
+                           torch_length, values)
 
 if not jax.config.jax_enable_x64:
     raise RuntimeError("tests/x64 must run with JAX_ENABLE_X64=1")
 
-_EVAL = jax.jit(lambda s, t: s(t))
-
-
 def _values(s, n):
-    out = np.asarray(_EVAL(s, jnp.arange(n)))
+    out = values(s, n)
     assert out.dtype == np.float64
     return out
 
