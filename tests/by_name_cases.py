@@ -129,6 +129,17 @@ def torch_length(case) -> int:
     return T if name in NO_EXTENSION else 3 * T + 1
 
 
+def close_rel(got, want, rtol, what=""):
+    """|got - want| <= rtol * |want| at every step, plus 1e-15 of the largest
+    value for steps where the value is (nearly) 0."""
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    assert got.shape == want.shape, (got.shape, want.shape)
+    err = np.abs(got - want)
+    bad = err > rtol * np.abs(want) + 1e-15 * np.max(np.abs(want))
+    i = int(np.argmax(bad)) if bad.any() else 0
+    assert not bad.any(), f"{what}: step {i}: got {got[i]!r}, want {want[i]!r}"
+
+
 def close_to_scale(got, want, tol, what=""):
     """|got - want| <= tol * max|want| at every step (rtol relative to the
     schedule's scale, as the registry tests)."""
