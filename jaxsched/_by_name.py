@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jaxsched import _checks
 from jaxsched._arithmetic import Product
 from jaxsched._combine import Constant, Join, PiecewiseConstant, Shift
 from jaxsched._cyclical import Cyclic, OneCycle
@@ -392,7 +393,7 @@ def _hf(name: str, lr: Any, W: int, N: int, a: dict) -> Schedule:
         period = (N - W) // cycles if (N - W) % cycles == 0 else (N - W) / cycles
         return Join((Warmup(CosineDecayRestarts(lr, period, 1.0), W), Constant(0.0)), (N,))
     if name == "polynomial":
-        if not lr > a["lr_end"]:
+        if not (_checks.is_traced(lr) or _checks.is_traced(a["lr_end"]) or lr > a["lr_end"]):
             raise ValueError(f"`from_hf('polynomial', lr_end=...)` must be < lr = {lr!r}, got "
                              f"{a['lr_end']!r}.")
         return Warmup(PolynomialDecay(lr, N - W, a["lr_end"], a["power"]), W)

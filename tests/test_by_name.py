@@ -184,6 +184,21 @@ def test_sweep_a_by_name_schedule_over_lr():
     np.testing.assert_allclose(np.asarray(swept[1]), one, rtol=1e-6)
 
 
+def test_every_by_name_schedule_sweeps_over_lr():
+    """`lr` may be traced (jax.vmap over it) for every name that uses it."""
+    t = jnp.arange(0, 120, 7)
+    hf = {c["name"]: c for c in FIXTURE["hf"]}  # one configuration per name
+    torch = {c[1]: c for c in TORCH_CASES if c[1] not in ("OneCycleLR", "CyclicLR")}
+    makers = [lambda lr, c=c: js.from_hf(c["name"], lr, c["num_warmup_steps"],
+                                         c["num_training_steps"], **c["kwargs"])
+              for c in hf.values()]
+    makers += [lambda lr, c=c: js.from_torch(c[1], lr, **c[3]) for c in torch.values()]
+    for make in makers:
+        swept = jax.vmap(lambda lr: make(lr)(t))(jnp.asarray([0.1, 0.2]))
+        np.testing.assert_allclose(np.asarray(swept[1]), np.asarray(make(0.2)(t)), rtol=2e-6,
+                                   atol=1e-9)
+
+
 # --------------------------------------------------------------------------
 # arithmetic
 # --------------------------------------------------------------------------
