@@ -92,6 +92,60 @@ FAMILIES: tuple[Family, ...] = (
            ("warmup_stable_decay(0.1, 50, 300, 150)",
             "warmup_stable_decay(0.1, 50, 300, 150, decay='cosine')",
             "warmup_stable_decay(0.1, 50, 300, 150, decay='sqrt')"), 500),
+    Family("cosine-variants", "Periodic, multi-cycle and sharpened cosines",
+           "`periodic=True` keeps the cosine going past `decay_steps` (PyTorch's "
+           "`CosineAnnealingLR`, Hugging Face's cosine schedules); `num_cycles` sets "
+           "the number of cosine periods per `decay_steps`; `exponent` sharpens it "
+           "(optax); `shift` starts a schedule part-way.",
+           ("cosine_decay(0.1, 200, periodic=True)",
+            "cosine_decay(0.1, 500, num_cycles=1.5, alpha=0.1)",
+            "cosine_decay(0.1, 400, exponent=3.0)",
+            "shift(cosine_decay(0.1, 400), 200)"), 500),
+    Family("warmup-shapes", "Warmup shapes",
+           "`warmup(..., mode=)`: linear, cosine, sqrt (Hugging Face's `1-sqrt`) or "
+           "exponential (geometric, from a positive `init_value`).",
+           ("warmup(constant(0.1), 200)",
+            "warmup(constant(0.1), 200, mode='cosine')",
+            "warmup(constant(0.1), 200, mode='sqrt')",
+            "warmup(constant(0.1), 200, 0.001, mode='exponential')"), 300),
+    Family("wsd-s", "WSD with Hugging Face's shapes, and WSD-S cycles",
+           "`warmup_stable_decay` takes HF's warmup and decay types (with "
+           "`min_lr_ratio` as `init_value = end_value`), and repeats stable + decay "
+           "`cycles` times with an optional re-warm (WSD-S).",
+           ("warmup_stable_decay(0.1, 50, 250, 200, 0.01, 0.01, 'cosine', warmup='cosine')",
+            "warmup_stable_decay(0.1, 20, 100, 50, decay='sqrt', cycles=3, rewarm_steps=10)"),
+           520),
+    Family("inverse-sqrt", "Inverse square root with timescale, shift and floor",
+           "`inverse_sqrt(peak, warmup, timescale=, shift=, min_value=)`: Hugging "
+           "Face's `timescale`, and a floor on the decay.",
+           ("inverse_sqrt(0.1, 50)",
+            "inverse_sqrt(0.1, 50, timescale=200)",
+            "inverse_sqrt(0.1, 0, timescale=20, min_value=0.02)"), 500),
+    Family("interpolate", "Piecewise interpolation",
+           "optax's `piecewise_interpolate_schedule`: the scales accumulate at each "
+           "boundary and the value moves linearly or along a half cosine between them.",
+           ("piecewise_interpolate(0.1, [100, 300, 400], [0.5, 0.2, 4.0])",
+            "piecewise_interpolate(0.1, [100, 300, 400], [0.5, 0.2, 4.0], 'cosine')"), 500),
+    Family("cooldown", "Cooldown and a trailing zero phase",
+           "`cooldown` ends any schedule with a linear or 1-sqrt cooldown to zero over "
+           "its last steps (Hägele et al., 2024); `join` with `constant(0.0)` gives "
+           "MaxText's trailing zero-learning-rate phase.",
+           ("cooldown(warmup(constant(0.1), 50), 400, 100)",
+            "cooldown(cosine_decay(0.1, 1000, alpha=0.5), 400, 100, 'sqrt')",
+            "join([warmup(cosine_decay(0.08, 300, 0.1), 50), constant(0.0)], [350])"), 500),
+    Family("momentum", "Momentum companions",
+           "`one_cycle_momentum` and `cyclic_momentum` are the momentum (or Adam's "
+           "`b1`) that PyTorch's `OneCycleLR` and `CyclicLR` set with "
+           "`cycle_momentum=True`: low where the rate peaks.",
+           ("one_cycle_momentum(500)",
+            "cyclic_momentum(0.8, 0.9, 50)"), 500),
+    Family("arithmetic", "Schedule arithmetic",
+           "`*` and `+` combine schedules and numbers into `product` and `add` "
+           "schedules (also callable by name): a scaled schedule, a floor, a schedule "
+           "modulated by another.",
+           ("cosine_decay(0.1, 500) * 0.5",
+            "add([cosine_decay(0.09, 500), 0.01])",
+            "product([cosine_decay(0.1, 500), cyclic(0.5, 1.0, 25)])"), 500),
 )
 
 

@@ -4,10 +4,15 @@ Every schedule is a pure, jittable pytree function of the step; every
 transformation is an `optax.GradientTransformation`.
 """
 
+from jaxsched._arithmetic import (add as add, product as product)
+from jaxsched._by_name import (from_hf as from_hf, from_keras as from_keras,
+                               from_torch as from_torch)
 from jaxsched._checkpoint import restore_state as restore_state
 from jaxsched._combine import (constant as constant, join as join,
-                               piecewise_constant as piecewise_constant)
-from jaxsched._cyclical import (cyclic as cyclic, one_cycle as one_cycle)
+                               piecewise_constant as piecewise_constant,
+                               piecewise_interpolate as piecewise_interpolate, shift as shift)
+from jaxsched._cyclical import (cyclic as cyclic, cyclic_momentum as cyclic_momentum,
+                                one_cycle as one_cycle, one_cycle_momentum as one_cycle_momentum)
 from jaxsched._decays import (cosine_decay as cosine_decay,
                               cosine_decay_restarts as cosine_decay_restarts,
                               exponential_decay as exponential_decay,
@@ -50,7 +55,7 @@ from jaxsched._transforms import (add_decayed_weights as add_decayed_weights,
                                   ScaleByScheduleState as ScaleByScheduleState,
                                   ScaleState as ScaleState, trace as trace,
                                   TraceState as TraceState)
-from jaxsched._warmup import (inverse_sqrt as inverse_sqrt, warmup as warmup,
+from jaxsched._warmup import (cooldown as cooldown, inverse_sqrt as inverse_sqrt, warmup as warmup,
                               warmup_stable_decay as warmup_stable_decay)
 
 __version__ = "0.1.0"

@@ -61,6 +61,8 @@ def _literal(node: ast.AST, where: str) -> Any:
         return [_literal(x, where) for x in node.elts]
     elif isinstance(node, ast.Call):
         return _build(node)
+    elif isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Mult, ast.Add)):
+        return _arithmetic(node, where)
     if isinstance(node, ast.Attribute):
         raise ExpressionError(f"attribute access is not allowed: {_describe(node)}")
     if isinstance(node, ast.Name):
@@ -68,6 +70,18 @@ def _literal(node: ast.AST, where: str) -> Any:
                               f"list or schedule call), got the name {node.id!r}")
     raise ExpressionError(f"{where} must be a literal (a number, string, bool, None, list "
                           f"or schedule call), got {_describe(node)}")
+
+
+def _arithmetic(node: ast.BinOp, where: str) -> Any:
+    """`a * b` or `a + b` of schedules and numbers (`product` / `add`)."""
+    left, right = _literal(node.left, where), _literal(node.right, where)
+    if not (isinstance(left, Schedule) or isinstance(right, Schedule)):
+        raise ExpressionError(f"{where} must be a literal (a number, string, bool, None, list "
+                              f"or schedule call), got {_describe(node)}")
+    try:
+        return left * right if isinstance(node.op, ast.Mult) else left + right
+    except (TypeError, ValueError) as err:
+        raise ExpressionError(f"{where}: {_describe(node)}: {' '.join(str(err).split())}") from None
 
 
 def _build(node: ast.Call) -> Schedule:
@@ -110,7 +124,8 @@ def parse_schedule(text: str) -> Schedule:
     public schedule name (see `jaxsched list`) with positional or keyword
     arguments that are literals (numbers, optionally negated; strings;
     `True`/`False`/`None`; lists and tuples of them) or nested schedule calls,
-    as in `warmup(cosine_decay(0.1, 1000), 100)`.
+    as in `warmup(cosine_decay(0.1, 1000), 100)`; schedules and numbers may be
+    combined with `*` and `+` (`cosine_decay(0.1, 1000) * 0.5 + 0.001`).
 
     Args:
       text: the expression.
@@ -144,11 +159,16 @@ def parse_schedule(text: str) -> Schedule:
     except (ValueError, RecursionError, MemoryError) as err:
         raise ExpressionError(f"cannot parse {text.strip()!r}: {err}") from None
     body = tree.body
-    if isinstance(body, ast.Call):
+    if isinstance(body, ast.Call) or (
+            isinstance(body, ast.BinOp) and isinstance(body.op, (ast.Mult, ast.Add))
+            and any(isinstance(n, ast.Call) for n in ast.walk(body))):
         try:
-            return _build(body)
+            built = _build(body) if isinstance(body, ast.Call) else _literal(body, "expression")
         except RecursionError:
             raise ExpressionError("expression nested too deeply") from None
+        if not isinstance(built, Schedule):
+            raise ExpressionError(f"expected a schedule, got the number {built!r}")
+        return built
     if isinstance(body, ast.Attribute):
         raise ExpressionError(f"attribute access is not allowed: {_describe(body)}")
     if isinstance(body, ast.Name):

@@ -1,4 +1,5 @@
-"""Constant schedules, piecewise constants, and joining schedules in time."""
+"""Constant schedules, piecewise constants and interpolation, and joining and shifting
+schedules in time."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import jax.numpy as jnp
 
 from jaxsched import _checks
 from jaxsched._numerics import as_count, as_float, as_step, float_dtype, int_dtype, is_integer
-from jaxsched._schedule import Schedule, as_schedule, schedule_class
+from jaxsched._schedule import Schedule, as_schedule, schedule_class, static
 
 
 @schedule_class("constant")
@@ -139,6 +140,109 @@ class Join(Schedule):
         return result
 
 
+@schedule_class("piecewise_interpolate")
+class PiecewiseInterpolate(Schedule):
+    """Interpolate between accumulated scales at step boundaries (optax's rule).
+
+    v_0 = init_value;  v_i = v_{i-1} * scales[i-1]     (the scales accumulate)
+    b_0 = 0;  b_i = boundaries[i-1]
+    for b_i <= t < b_{i+1}:  p = (t - b_i) / max(b_{i+1} - b_i, 1)
+      linear: v_i + (v_{i+1} - v_i) * p
+      cosine: v_i + (v_{i+1} - v_i) * (1 - cos(pi p)) / 2
+    for t >= b_last:  v_last
+
+    Same values as optax's `piecewise_interpolate_schedule(interpolate_type,
+    init_value, dict(zip(boundaries, scales)))`.
+
+    Args:
+      init_value: value at step 0, >= 0.
+      boundaries: strictly increasing steps, >= 0.
+      scales: one factor per boundary, each >= 0.
+      interpolate_type: "linear" or "cosine".
+
+    Example:
+        >>> import jaxsched as js
+        >>> s = js.piecewise_interpolate(1.0, [4, 8], [0.1, 0.1])
+        >>> [round(float(s(t)), 6) for t in (0, 2, 4, 6, 8, 10)]
+        [1.0, 0.55, 0.1, 0.055, 0.01, 0.01]
+    """
+
+    init_value: Any
+    boundaries: tuple
+    scales: tuple
+    interpolate_type: str = static("linear")
+
+    def __post_init__(self):
+        n = self.name
+        object.__setattr__(self, "boundaries", _checks.sequence(n, "boundaries", self.boundaries))
+        object.__setattr__(self, "scales", _checks.sequence(n, "scales", self.scales))
+        _checks.number(n, "init_value", self.init_value, lo=0)
+        _checks.increasing(n, "boundaries", self.boundaries)
+        for v in self.scales:
+            _checks.number(n, "scales", v, lo=0)
+        if len(self.scales) != len(self.boundaries):
+            raise ValueError(f"`{n}(scales=...)` must have len(boundaries) = "
+                             f"{len(self.boundaries)} entries, got {len(self.scales)}.")
+        _checks.choice(n, "interpolate_type", self.interpolate_type, ("linear", "cosine"))
+
+    def _at(self, t):
+        values = jnp.cumprod(jnp.stack([as_float(self.init_value)]
+                                       + [as_float(v) for v in self.scales]))
+        if not self.boundaries:
+            return jnp.broadcast_to(values[0], t.shape)
+        b = _boundary_array((0,) + self.boundaries, t)
+        tt = t if jnp.issubdtype(b.dtype, jnp.integer) else t.astype(b.dtype)
+        i = jnp.searchsorted(b, tt, side="right") - 1  # last boundary <= t
+        last = i >= len(self.boundaries)
+        j = jnp.minimum(i, len(self.boundaries) - 1)
+        start, stop = b[j], b[j + 1]
+        pct = (tt - start).astype(float_dtype()) / jnp.maximum(stop - start, 1).astype(float_dtype())
+        lo, hi = values[j], values[j + 1]
+        if self.interpolate_type == "cosine":
+            pct = (1 - jnp.cos(jnp.pi * pct)) / 2
+        return jnp.where(last, values[-1], lo + (hi - lo) * pct)
+
+
+@schedule_class("shift")
+class Shift(Schedule):
+    """Run `schedule` `offset` steps ahead: `schedule(max(t + offset, 0))`.
+
+    A positive offset resumes a schedule part-way (a run restarted at step 0
+    that should continue at `offset`); a negative one delays it, holding
+    `schedule(0)` for the first `-offset` steps. Integer steps saturate at the
+    largest integer, never wrap.
+
+    Args:
+      schedule: any schedule (a callable of the step).
+      offset: an int, steps to add.
+
+    Example:
+        >>> import jaxsched as js
+        >>> s = js.shift(js.cosine_decay(1.0, 100), 50)
+        >>> round(float(s(0)), 6)
+        0.5
+    """
+
+    schedule: Any
+    offset: Any
+
+    def __post_init__(self):
+        n = self.name
+        object.__setattr__(self, "schedule", as_schedule(n, "schedule", self.schedule))
+        _checks.integer(n, "offset", self.offset, lo=-(2**63))
+
+    def _at(self, t):
+        off = as_count(self.offset)
+        if jnp.issubdtype(t.dtype, jnp.integer) and jnp.issubdtype(off.dtype, jnp.integer):
+            top = jnp.iinfo(t.dtype).max
+            moved = jnp.where(t > top - jnp.maximum(off, 0), top, t + off)
+        else:
+            moved = t.astype(float_dtype()) + off.astype(float_dtype())
+        return self.schedule(as_step(moved))
+
+
 constant = Constant
 piecewise_constant = PiecewiseConstant
 join = Join
+piecewise_interpolate = PiecewiseInterpolate
+shift = Shift

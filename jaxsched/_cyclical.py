@@ -35,7 +35,7 @@ class OneCycle(Schedule):
 
     Differences from PyTorch: steps past `total_steps - 1` hold the final
     value (PyTorch raises), and a zero-length phase counts as done (PyTorch
-    divides by zero). Momentum cycling is not part of a learning-rate schedule.
+    divides by zero). PyTorch's momentum cycling is `one_cycle_momentum`.
 
     Args:
       max_lr: peak learning rate, >= 0.
@@ -78,32 +78,38 @@ class OneCycle(Schedule):
                            "be <= (total_steps + 1) / (2 * total_steps) with three_phase")
 
     def _at(self, t):
-        fdt = float_dtype()
-        total = as_float(self.total_steps)
-        tf = jnp.minimum(t, as_count(self.total_steps) - 1).astype(fdt)
         peak = as_float(self.max_lr)
         initial = peak / as_float(self.div_factor)
         minimum = initial / as_float(self.final_div_factor)
-        up_end = as_float(self.pct_start) * total - 1
-        if self.three_phase:
-            ends = [up_end, 2 * as_float(self.pct_start) * total - 2, total - 1]
-            levels = [initial, peak, initial, minimum]
-        else:
-            ends = [up_end, total - 1]
-            levels = [initial, peak, minimum]
-        result = jnp.zeros_like(tf)
-        done = jnp.zeros(tf.shape, bool)
-        start = jnp.asarray(0, fdt)
-        for k, end in enumerate(ends):
-            last = k == len(ends) - 1
-            here = ~done & ((tf <= end) | last)
-            length = end - start
-            pct = jnp.where(length > 0, (tf - start) / jnp.where(length > 0, length, 1), 1)
-            value = _anneal(levels[k], levels[k + 1], jnp.clip(pct, 0, 1), self.anneal_strategy)
-            result = jnp.where(here, value, result)
-            done = done | here
-            start = end
-        return result
+        levels = ([initial, peak, initial, minimum] if self.three_phase
+                  else [initial, peak, minimum])
+        return _one_cycle_walk(t, self.total_steps, self.pct_start, self.three_phase, levels,
+                               self.anneal_strategy)
+
+
+def _one_cycle_walk(t, total_steps, pct_start, three_phase: bool, levels, strategy: str):
+    """PyTorch's OneCycleLR phase walk between `levels` (one more than phases)."""
+    fdt = float_dtype()
+    total = as_float(total_steps)
+    tf = jnp.minimum(t, as_count(total_steps) - 1).astype(fdt)
+    up_end = as_float(pct_start) * total - 1
+    if three_phase:
+        ends = [up_end, 2 * as_float(pct_start) * total - 2, total - 1]
+    else:
+        ends = [up_end, total - 1]
+    result = jnp.zeros_like(tf)
+    done = jnp.zeros(tf.shape, bool)
+    start = jnp.asarray(0, fdt)
+    for k, end in enumerate(ends):
+        last = k == len(ends) - 1
+        here = ~done & ((tf <= end) | last)
+        length = end - start
+        pct = jnp.where(length > 0, (tf - start) / jnp.where(length > 0, length, 1), 1)
+        value = _anneal(levels[k], levels[k + 1], jnp.clip(pct, 0, 1), strategy)
+        result = jnp.where(here, value, result)
+        done = done | here
+        start = end
+    return result
 
 
 @schedule_class("cyclic")
@@ -153,23 +159,131 @@ class Cyclic(Schedule):
         _checks.number(n, "gamma", self.gamma, lo=0, hi=1, lo_open=True)
 
     def _at(self, t):
-        fdt = float_dtype()
-        up = as_count(self.step_size_up)
-        down = up if self.step_size_down is None else as_count(self.step_size_down)
-        total = up + down
-        k, w = split_period(t, total)
-        rising = w <= up
-        s = jnp.where(rising, w.astype(fdt) / up.astype(fdt),
-                      (total - w).astype(fdt) / down.astype(fdt))
-        if self.mode == "triangular":
-            scale = 1.0
-        elif self.mode == "triangular2":
-            scale = jnp.exp2(-k.astype(fdt))
-        else:
-            scale = jnp.power(as_float(self.gamma), t.astype(fdt))
         base = as_float(self.base_lr)
-        return base + (as_float(self.max_lr) - base) * s * scale
+        return base + (as_float(self.max_lr) - base) * _triangle(
+            t, self.step_size_up, self.step_size_down, self.mode, self.gamma)
+
+
+def _triangle(t, step_size_up, step_size_down, mode: str, gamma):
+    """CyclicLR's height in [0, 1] times its scale, at step t."""
+    fdt = float_dtype()
+    up = as_count(step_size_up)
+    down = up if step_size_down is None else as_count(step_size_down)
+    total = up + down
+    k, w = split_period(t, total)
+    rising = w <= up
+    s = jnp.where(rising, w.astype(fdt) / up.astype(fdt),
+                  (total - w).astype(fdt) / down.astype(fdt))
+    if mode == "triangular":
+        scale = 1.0
+    elif mode == "triangular2":
+        scale = jnp.exp2(-k.astype(fdt))
+    else:
+        scale = jnp.power(as_float(gamma), t.astype(fdt))
+    return s * scale
+
+
+@schedule_class("one_cycle_momentum")
+class OneCycleMomentum(Schedule):
+    """The momentum that PyTorch's `OneCycleLR(cycle_momentum=True)` sets.
+
+    Same phases as `one_cycle` (see there), between these levels:
+    two phases:    max_momentum -> base_momentum -> max_momentum
+    three_phase:   max_momentum -> base_momentum -> max_momentum -> max_momentum
+    anneal: "cos" or "linear", as the learning rate.
+
+    Pass it as SGD's `momentum=` or Adam's `b1=` next to `one_cycle(...)` with
+    the same `total_steps`, `pct_start`, `anneal_strategy` and `three_phase`
+    to reproduce PyTorch, where the optimizer's momentum (or beta1) follows
+    the learning rate in the opposite direction.
+
+    Args:
+      total_steps: number of steps in the cycle, >= 1.
+      pct_start: fraction of the cycle spent increasing the rate, in (0, 1).
+      anneal_strategy: "cos" or "linear".
+      base_momentum: lowest momentum (at the peak rate), in [0, 1].
+      max_momentum: highest momentum, in [0, 1].
+      three_phase: the three-phase variant.
+
+    Example:
+        >>> import jaxsched as js
+        >>> m = js.one_cycle_momentum(100)
+        >>> [round(float(m(t)), 4) for t in (0, 29, 99)]
+        [0.95, 0.85, 0.95]
+    """
+
+    total_steps: Any
+    pct_start: Any = 0.3
+    anneal_strategy: str = static("cos")
+    base_momentum: Any = 0.85
+    max_momentum: Any = 0.95
+    three_phase: bool = static(False)
+
+    def __post_init__(self):
+        n = self.name
+        _checks.integer(n, "total_steps", self.total_steps, lo=1)
+        _checks.number(n, "pct_start", self.pct_start, lo=0, hi=1, lo_open=True, hi_open=True)
+        _checks.choice(n, "anneal_strategy", self.anneal_strategy, ("cos", "linear"))
+        _checks.number(n, "base_momentum", self.base_momentum, lo=0, hi=1)
+        _checks.number(n, "max_momentum", self.max_momentum, lo=0, hi=1)
+        _checks.boolean(n, "three_phase", self.three_phase)
+
+    def _at(self, t):
+        low, high = as_float(self.base_momentum), as_float(self.max_momentum)
+        levels = [high, low, high, high] if self.three_phase else [high, low, high]
+        return _one_cycle_walk(t, self.total_steps, self.pct_start, self.three_phase, levels,
+                               self.anneal_strategy)
+
+
+@schedule_class("cyclic_momentum")
+class CyclicMomentum(Schedule):
+    """The momentum that PyTorch's `CyclicLR(cycle_momentum=True)` sets.
+
+    value = max_momentum - (max_momentum - base_momentum) * s * scale
+    with the triangle height `s` and `scale` of `cyclic` (same step sizes,
+    mode and gamma): the momentum is lowest where the rate peaks.
+
+    Pass it as SGD's `momentum=` or Adam's `b1=` next to `cyclic(...)`.
+
+    Args:
+      base_momentum: lowest momentum, in [0, 1].
+      max_momentum: highest momentum, in [0, 1].
+      step_size_up: steps from base to max rate, > 0.
+      step_size_down: steps back (default `step_size_up`), > 0.
+      mode: "triangular", "triangular2" or "exp_range".
+      gamma: decay per step in exp_range mode, in (0, 1].
+
+    Example:
+        >>> import jaxsched as js
+        >>> m = js.cyclic_momentum(0.8, 0.9, 10)
+        >>> [round(float(m(t)), 4) for t in (0, 5, 10)]
+        [0.9, 0.85, 0.8]
+    """
+
+    base_momentum: Any = 0.8
+    max_momentum: Any = 0.9
+    step_size_up: Any = 2000
+    step_size_down: Any = None
+    mode: str = static("triangular")
+    gamma: Any = 1.0
+
+    def __post_init__(self):
+        n = self.name
+        _checks.number(n, "base_momentum", self.base_momentum, lo=0, hi=1)
+        _checks.number(n, "max_momentum", self.max_momentum, lo=0, hi=1)
+        _checks.number(n, "step_size_up", self.step_size_up, lo=0, lo_open=True)
+        if self.step_size_down is not None:
+            _checks.number(n, "step_size_down", self.step_size_down, lo=0, lo_open=True)
+        _checks.choice(n, "mode", self.mode, ("triangular", "triangular2", "exp_range"))
+        _checks.number(n, "gamma", self.gamma, lo=0, hi=1, lo_open=True)
+
+    def _at(self, t):
+        top = as_float(self.max_momentum)
+        return top - (top - as_float(self.base_momentum)) * _triangle(
+            t, self.step_size_up, self.step_size_down, self.mode, self.gamma)
 
 
 one_cycle = OneCycle
 cyclic = Cyclic
+one_cycle_momentum = OneCycleMomentum
+cyclic_momentum = CyclicMomentum

@@ -37,6 +37,12 @@ def static(default: Any = dataclasses.MISSING) -> Any:
     return dataclasses.field(default=default, metadata={"static": True})
 
 
+def optional(default: Any = None, *, is_static: bool = False) -> Any:
+    """A field added after a schedule's first release: left out of the repr
+    while it holds its default, so existing reprs keep their form."""
+    return dataclasses.field(default=default, metadata={"static": is_static, "quiet": True})
+
+
 def _key_config(key: Array) -> dict:
     return {"prng_key": np.asarray(jax.random.key_data(key)).tolist(),
             "impl": str(jax.random.key_impl(key))}
@@ -140,7 +146,9 @@ class Schedule:
                 for f in dataclasses.fields(self)}  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={_show(v)}" for k, v in self._fields().items())
+        quiet = {f.name: f.default for f in dataclasses.fields(self) if f.metadata.get("quiet")}
+        args = ", ".join(f"{k}={_show(v)}" for k, v in self._fields().items()
+                         if not (k in quiet and type(v) is type(quiet[k]) and v == quiet[k]))
         return f"{self.name}({args})"
 
     def __eq__(self, other: Any) -> bool:
@@ -163,6 +171,26 @@ class Schedule:
 
     def __reduce__(self):
         return (_rebuild, (type(self), self._fields()))
+
+    # Arithmetic lives in _arithmetic; these hooks only dispatch to it. NumPy
+    # defers to them (`np.ones(3) * s` is a TypeError, not an object array).
+    __array_ufunc__ = None
+
+    def __mul__(self, other: Any) -> "Schedule":
+        from jaxsched._arithmetic import multiply
+        return multiply(self, other)
+
+    def __rmul__(self, other: Any) -> "Schedule":
+        from jaxsched._arithmetic import multiply
+        return multiply(other, self)
+
+    def __add__(self, other: Any) -> "Schedule":
+        from jaxsched._arithmetic import add_terms
+        return add_terms(self, other)
+
+    def __radd__(self, other: Any) -> "Schedule":
+        from jaxsched._arithmetic import add_terms
+        return add_terms(other, self)
 
 
 def _rebuild(cls: type, fields: dict[str, Any]) -> Schedule:

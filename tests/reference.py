@@ -96,6 +96,15 @@ __all__ = [
     "join",
     "warmup_stable_decay",
     "inverse_sqrt",
+    "cosine_decay_general",
+    "warmup_shaped",
+    "warmup_stable_decay_general",
+    "inverse_sqrt_general",
+    "piecewise_interpolate",
+    "shift",
+    "cooldown",
+    "one_cycle_momentum",
+    "cyclic_momentum",
     "adam_step",
     "rmsprop_step",
     "adagrad_step",
@@ -529,6 +538,179 @@ def inverse_sqrt(peak_value, warmup_steps, step) -> float:
     if t < w:
         return peak * float(t / w)
     return peak * math.sqrt(float(w / t))
+
+
+# --------------------------------------------------------------------------
+# shapes added with schedule arithmetic and the by-name constructors
+# --------------------------------------------------------------------------
+
+
+def _cos_factor(phase: Fraction) -> float:
+    """(1 + cos(pi * phase)) / 2 with the exact phase reduced mod 2 first."""
+    reduced = phase - 2 * _floor(phase / 2)
+    return 0.5 * (1.0 + math.cos(math.pi * float(reduced)))
+
+
+def cosine_decay_general(learning_rate, decay_steps, alpha, num_cycles, exponent, periodic,
+                         step) -> float:
+    """optax ``cosine_decay_schedule`` with ``exponent``; HF's ``num_cycles``
+    (``cos(2 pi num_cycles p)``); ``periodic`` drops the clamp at ``decay_steps``
+    (PyTorch ``CosineAnnealingLR``)."""
+    t = _check_step(step)
+    d = _q(decay_steps)
+    tt = t if periodic else min(t, d)
+    c = _cos_factor(2 * _q(num_cycles) * tt / d)
+    c = c ** float(exponent) if c > 0 else 0.0
+    a = float(alpha)
+    return float(learning_rate) * ((1.0 - a) * c + a)
+
+
+def _rise(p: Fraction, mode: str) -> float:
+    pf = float(p)
+    if mode == "linear":
+        return pf
+    if mode == "cosine":
+        return 0.5 * (1.0 - math.cos(math.pi * pf))
+    if mode == "sqrt":  # HF "1-sqrt" warmup
+        return 1.0 - math.sqrt(float(1 - p))
+    raise ValueError(mode)
+
+
+def warmup_shaped(inner_fn, warmup_steps, init_value, mode, step) -> float:
+    """Warmup from ``init_value`` to ``inner_fn(0)`` in shape ``mode`` (linear,
+    cosine, 1-sqrt, or exponential: geometric interpolation), then ``inner_fn(t - W)``."""
+    t = _check_step(step)
+    w = _q(warmup_steps)
+    if t >= w:
+        rest = t - w
+        return float(inner_fn(int(rest) if rest.denominator == 1 else float(rest)))
+    target, init = float(inner_fn(0)), float(init_value)
+    p = t / w
+    if mode == "exponential":
+        if target == 0:
+            return init if p == 0 else 0.0
+        return init * (target / init) ** float(p)
+    return init + (target - init) * _rise(p, mode)
+
+
+def warmup_stable_decay_general(peak_value, warmup_steps, stable_steps, decay_steps, init_value,
+                                end_value, decay, warmup, num_cycles, cycles, rewarm_steps,
+                                step) -> float:
+    """HF ``get_wsd_schedule`` shapes on ``[end, peak]`` with WSD-S cycles: the
+    phases are walked literally (warmup; then per cycle a linear re-warm from end
+    to peak before every cycle but the first, stable, decay; end afterwards)."""
+    t = _check_step(step)
+    w = _q(warmup_steps)
+    peak, init, end = float(peak_value), float(init_value), float(end_value)
+    if t < w:
+        return init + (peak - init) * _rise(t / w, warmup)
+    u = t - w
+    for k in range(int(cycles)):
+        r = _q(rewarm_steps) if k > 0 else Fraction(0)
+        if u < r:
+            return end + (peak - end) * float(u / r)
+        u -= r
+        if u < _q(stable_steps):
+            return peak
+        u -= _q(stable_steps)
+        d = _q(decay_steps)
+        if u < d:
+            p = u / d
+            if decay == "linear":
+                shape = 1.0 - float(p)
+            elif decay == "cosine":
+                shape = _cos_factor(2 * _q(num_cycles) * p)
+            else:
+                shape = 1.0 - math.sqrt(float(p))
+            return end + (peak - end) * shape
+        u -= d
+    return end
+
+
+def inverse_sqrt_general(peak_value, warmup_steps, timescale, shift, min_value, step) -> float:
+    """HF ``get_inverse_sqrt_schedule``: ``peak * t / W`` for ``t < W``, then
+    ``peak / sqrt((t + shift) / timescale)`` (HF: ``shift = timescale - W``),
+    floored at ``min_value``."""
+    t = _check_step(step)
+    w = _q(warmup_steps)
+    peak = float(peak_value)
+    if t < w:
+        return peak * float(t / w)
+    ts = _q(timescale)
+    sh = ts - w if shift is None else _q(shift)
+    return max(float(min_value), peak / math.sqrt(float((t + sh) / ts)))
+
+
+def piecewise_interpolate(interpolate_type, init_value, boundaries_and_scales, step) -> float:
+    """optax ``piecewise_interpolate_schedule``: accumulated scales, interpolated
+    linearly or by a half cosine between boundaries; the last value after them."""
+    t = _check_step(step)
+    bounds = [Fraction(0)] + [_q(b) for b in sorted(boundaries_and_scales)]
+    values = [float(init_value)]
+    for b in sorted(boundaries_and_scales):
+        values.append(values[-1] * float(boundaries_and_scales[b]))
+    for i in range(len(bounds) - 1):
+        if bounds[i] <= t < bounds[i + 1]:
+            pct = float((t - bounds[i]) / max(bounds[i + 1] - bounds[i], Fraction(1)))
+            if interpolate_type == "cosine":
+                pct = 0.5 * (1.0 - math.cos(math.pi * pct))
+            return values[i] + (values[i + 1] - values[i]) * pct
+    return values[-1]
+
+
+def shift(inner_fn, offset, step) -> float:
+    """``inner_fn(max(t + offset, 0))``."""
+    t = _check_step(step)
+    moved = max(t + int(offset), Fraction(0))
+    return float(inner_fn(int(moved) if moved.denominator == 1 else float(moved)))
+
+
+def cooldown(inner_fn, total_steps, cooldown_steps, shape, step) -> float:
+    """Hägele et al. 2024 cooldown: from ``inner_fn(c)`` (c = total - cooldown)
+    to 0 at ``total``, linear or ``1 - sqrt``; 0 afterwards."""
+    t = _check_step(step)
+    total, n = int(total_steps), int(cooldown_steps)
+    c = total - n
+    if t < c:
+        return float(inner_fn(int(t) if t.denominator == 1 else float(t)))
+    if t >= total:
+        return 0.0
+    p = float((t - c) / n)
+    factor = 1.0 - p if shape == "linear" else 1.0 - math.sqrt(p)
+    return float(inner_fn(c)) * factor
+
+
+def one_cycle_momentum(total_steps, pct_start, anneal_strategy, base_momentum, max_momentum,
+                       three_phase, step) -> float:
+    """The momentum PyTorch ``OneCycleLR(cycle_momentum=True)`` sets: the same
+    phase walk as ``one_cycle`` from max to base momentum and back (three_phase:
+    max -> base -> max, then flat at max)."""
+    n = int(total_steps)
+    anneal = _anneal_cos if anneal_strategy == "cos" else _anneal_linear
+    lo, hi = float(base_momentum), float(max_momentum)
+    pct_start = float(pct_start)
+    if three_phase:
+        phases = [(float(pct_start * n) - 1, hi, lo), (float(2 * pct_start * n) - 2, lo, hi),
+                  (n - 1, hi, hi)]
+    else:
+        phases = [(float(pct_start * n) - 1, hi, lo), (n - 1, lo, hi)]
+    s = float(min(_check_step(step), n - 1))
+    start_step = 0.0
+    for i, (end_step, a, b) in enumerate(phases):
+        if s <= end_step or i == len(phases) - 1:
+            pct = 1.0 if end_step == start_step else (s - start_step) / (end_step - start_step)
+            return anneal(a, b, pct)
+        start_step = end_step
+    raise AssertionError("unreachable")
+
+
+def cyclic_momentum(base_momentum, max_momentum, step_size_up, step_size_down, mode, gamma,
+                    step) -> float:
+    """The momentum PyTorch ``CyclicLR(cycle_momentum=True)`` sets:
+    ``max_m - (max_m - base_m) * height * scale`` (height and scale of CyclicLR)."""
+    height = cyclic(0.0, 1.0, step_size_up, step_size_down, mode, gamma, step)
+    hi = float(max_momentum)
+    return hi - (hi - float(base_momentum)) * height
 
 
 # --------------------------------------------------------------------------

@@ -232,7 +232,124 @@ def _cases() -> list[Case]:
     for peak, w in ((1.0, 100), (0.5, 1), (0.01, 1000)):
         add(Case(f"inverse_sqrt-{peak}-{w}", lambda peak=peak, w=w: js.inverse_sqrt(peak, w),
                  _p(ref.inverse_sqrt, peak, w), w, peak, (w, 4 * w)))
+    _new_shape_cases(add)
     return c
+
+
+def _new_shape_cases(add) -> None:
+    """Shapes added with schedule arithmetic and the by-name constructors."""
+    # ---- cosine decay: num_cycles, exponent, periodic
+    for lr, d, alpha, nc, ex, per in ((0.1, 100, 0.0, 0.5, 1.0, True), (0.1, 100, 0.1, 1.5, 1.0, True),
+                                      (1.0, 37, 0.05, 0.5, 2.0, False), (1.0, 50, 0.0, 1.0, 0.5, False),
+                                      (0.5, 1, 0.0, 0.5, 1.0, True), (1.0, 64, 0.2, 0.75, 3.0, True)):
+        add(Case(f"cosine_decay-general-{lr}-{d}-{alpha}-{nc}-{ex}-{per}",
+                 lambda lr=lr, d=d, alpha=alpha, nc=nc, ex=ex, per=per: js.cosine_decay(
+                     lr, d, alpha, num_cycles=nc, exponent=ex, periodic=per),
+                 _p(ref.cosine_decay_general, lr, d, alpha, nc, ex, per), max(d, 20), lr,
+                 (d, 2 * d, 3 * d, 1001 * d),
+                 # the whole periods' phase 2 * num_cycles * k is a float32 product
+                 2**24 if per else INT32_MAX))
+    # ---- warmup shapes
+    for mode, w, init in (("cosine", 10, 0.0), ("sqrt", 25, 0.01), ("exponential", 20, 1e-4),
+                          ("exponential", 1, 0.5), ("cosine", 0, 0.0)):
+        add(Case(f"warmup-mode-{mode}-{w}-{init}",
+                 lambda mode=mode, w=w, init=init: js.warmup(js.cosine_decay(0.1, 100, 0.1), w,
+                                                              init, mode=mode),
+                 lambda t, mode=mode, w=w, init=init: ref.warmup_shaped(
+                     _p(ref.cosine_decay, 0.1, 100, 0.1), w, init, mode, t),
+                 100 + w, max(0.1, init), (w, w + 100)))
+    add(Case("warmup-exponential-to-zero",
+             lambda: js.warmup(js.constant(0.0), 10, 0.1, mode="exponential"),
+             lambda t: ref.warmup_shaped(_p(ref.constant, 0.0), 10, 0.1, "exponential", t),
+             20, 0.1, (10,)))
+    # ---- warmup-stable-decay: HF warmup/decay types, num_cycles, WSD-S cycles
+    for w, s_, d, init, end, decay, warm, nc, cycles, rewarm in (
+            (10, 20, 30, 0.1, 0.1, "cosine", "cosine", 0.5, 1, 0),
+            (12, 5, 40, 0.05, 0.05, "sqrt", "sqrt", 0.5, 1, 0),
+            (6, 10, 24, 0.2, 0.2, "cosine", "linear", 1.0, 1, 0),
+            (5, 10, 10, 0.0, 0.01, "linear", "linear", 0.5, 3, 0),
+            (5, 10, 10, 0.0, 0.0, "sqrt", "cosine", 0.5, 3, 4),
+            (0, 0, 7, 0.0, 0.1, "cosine", "linear", 0.5, 4, 1)):
+        period = rewarm + s_ + d
+        marks = tuple(w + k * period + x for k in range(cycles + 1) for x in (0, rewarm, rewarm + s_))
+        add(Case(f"warmup_stable_decay-general-{w}-{s_}-{d}-{decay}-{warm}-{nc}-{cycles}-{rewarm}",
+                 lambda w=w, s_=s_, d=d, init=init, end=end, decay=decay, warm=warm, nc=nc,
+                 cycles=cycles, rewarm=rewarm: js.warmup_stable_decay(
+                     1.0, w, s_, d, init, end, decay, warmup=warm, num_cycles=nc, cycles=cycles,
+                     rewarm_steps=rewarm),
+                 _p(ref.warmup_stable_decay_general, 1.0, w, s_, d, init, end, decay, warm, nc,
+                    cycles, rewarm),
+                 max(w + cycles * period, 10), 1.0, marks))
+    # ---- inverse sqrt: timescale, shift, minimum
+    for peak, w, ts, sh, mn in ((1.0, 20, 50, None, 0.0), (0.1, 0, 10000, None, 0.0),
+                                (1.0, 10, 10, 5, 0.0), (1.0, 16, 16, None, 0.3)):
+        add(Case(f"inverse_sqrt-general-{peak}-{w}-{ts}-{sh}-{mn}",
+                 lambda peak=peak, w=w, ts=ts, sh=sh, mn=mn: js.inverse_sqrt(
+                     peak, w, timescale=ts, shift=sh, min_value=mn),
+                 _p(ref.inverse_sqrt_general, peak, w, ts, sh, mn), max(w, 20), peak,
+                 (w, 4 * w + 1)))
+    # ---- piecewise interpolate (optax)
+    for kind, init, bs in (("linear", 1.0, {4: 0.1, 8: 0.1}), ("cosine", 1.0, {4: 0.1, 8: 0.1}),
+                           ("linear", 0.5, {0: 0.5, 10: 2.0, 11: 0.0}),
+                           ("cosine", 0.1, {100: 10.0, 300: 0.01}), ("linear", 0.3, {})):
+        add(Case(f"piecewise_interpolate-{kind}-{init}-{sorted(bs.items())}",
+                 lambda kind=kind, init=init, bs=bs: js.piecewise_interpolate(
+                     init, sorted(bs), [bs[b] for b in sorted(bs)], kind),
+                 _p(ref.piecewise_interpolate, kind, init, bs), max(list(bs) + [10]),
+                 max([init] + [init * 10]), tuple(bs)))
+    # ---- shift, cooldown
+    for off in (25, -10, 0):
+        add(Case(f"shift-cosine-{off}",
+                 lambda off=off: js.shift(js.cosine_decay(0.1, 100), off),
+                 lambda t, off=off: ref.shift(_p(ref.cosine_decay, 0.1, 100, 0.0), off, t),
+                 100, 0.1, (abs(off), 100 - off)))
+    for total, n, shape in ((100, 20, "linear"), (100, 30, "sqrt"), (50, 0, "linear"),
+                            (40, 40, "sqrt")):
+        add(Case(f"cooldown-{total}-{n}-{shape}",
+                 lambda total=total, n=n, shape=shape: js.cooldown(
+                     js.warmup(js.cosine_decay(1.0, 200), 10), total, n, shape),
+                 lambda t, total=total, n=n, shape=shape: ref.cooldown(
+                     lambda u: ref.warmup(_p(ref.cosine_decay, 1.0, 200, 0.0), 10, 0.0, u),
+                     total, n, shape, t),
+                 total, 1.0, (total - n, total)))
+    # ---- momentum companions (PyTorch cycle_momentum=True)
+    for n, pct, strategy, three in ((100, 0.3, "cos", False), (100, 0.3, "linear", False),
+                                    (1000, 0.25, "cos", True), (10, 0.55, "linear", True)):
+        ends = [pct * n - 1, 2 * pct * n - 2, n - 1] if three else [pct * n - 1, n - 1]
+        add(Case(f"one_cycle_momentum-{n}-{pct}-{strategy}-{three}",
+                 lambda n=n, pct=pct, strategy=strategy, three=three: js.one_cycle_momentum(
+                     n, pct, strategy, 0.85, 0.95, three),
+                 _p(ref.one_cycle_momentum, n, pct, strategy, 0.85, 0.95, three), n, 0.95,
+                 tuple(int(round(e)) for e in ends)))
+    for up, down, mode, gamma in ((20, None, "triangular", 1.0), (7, 13, "triangular2", 1.0),
+                                  (5, 15, "exp_range", 0.75)):
+        total = up + (up if down is None else down)
+        add(Case(f"cyclic_momentum-{mode}-{up}-{down}-{gamma}",
+                 lambda up=up, down=down, mode=mode, gamma=gamma: js.cyclic_momentum(
+                     0.8, 0.9, up, down, mode, gamma),
+                 _p(ref.cyclic_momentum, 0.8, 0.9, up, down, mode, gamma), 2 * total, 0.9,
+                 (up, total, 100 * total + up)))
+    # ---- arithmetic
+    add(Case("product-cosine-number",
+             lambda: js.cosine_decay(1.0, 100) * 0.5,
+             lambda t: ref.cosine_decay(1.0, 100, 0.0, t) * 0.5, 100, 0.5, (100,)))
+    add(Case("product-two-schedules-and-numbers",
+             lambda: 2.0 * js.warmup(js.constant(1.0), 10) * js.exponential_decay(0.1, 50, 0.5),
+             lambda t: 2.0 * ref.warmup(_p(ref.constant, 1.0), 10, 0.0, t)
+             * ref.exponential_decay(0.1, 50, 0.5, False, t), 100, 0.2, (10,)))
+    add(Case("add-cosine-floor",
+             lambda: js.cosine_decay(0.09, 100) + 0.01,
+             lambda t: ref.cosine_decay(0.09, 100, 0.0, t) + 0.01, 100, 0.1, (100,)))
+    add(Case("add-two-schedules",
+             lambda: js.cyclic(0.0, 0.05, 10) + js.cosine_decay(0.1, 60) + 0.001,
+             lambda t: ref.cyclic(0.0, 0.05, 10, None, "triangular", 1.0, t)
+             + ref.cosine_decay(0.1, 60, 0.0, t) + 0.001, 60, 0.151, (10, 20, 60)))
+    add(Case("product-maxtext-trailing-zero",
+             lambda: js.join([js.warmup(js.cosine_decay(1.0, 90, 0.1), 10), js.constant(0.0)],
+                             [100]) * 3e-4,
+             lambda t: 3e-4 * ref.join([lambda u: ref.warmup(
+                 _p(ref.cosine_decay, 1.0, 90, 0.1), 10, 0.0, u), _p(ref.constant, 0.0)],
+                 [100], t), 100, 3e-4, (10, 100)))
 
 
 CASES = _cases()

@@ -96,6 +96,18 @@ BUILDERS = {
                                                                             "cosine"),
                             (1.0, 10, 10, 10, 0.1, 0.01)),
     "inverse_sqrt": (lambda p, w: js.inverse_sqrt(p, w), (1.0, 10)),
+    "piecewise_interpolate": (lambda v0, b0, s1: js.piecewise_interpolate(v0, [b0, 20], [s1, 0.5],
+                                                                          "cosine"),
+                              (0.1, 10, 0.5)),
+    "shift": (lambda lr, off: js.shift(js.cosine_decay(lr, 100), off), (0.1, 5)),
+    "cooldown": (lambda lr, total, n: js.cooldown(js.constant(lr), total, n, "sqrt"),
+                 (0.1, 100, 20)),
+    "one_cycle_momentum": (lambda b, n, pct: js.one_cycle_momentum(n, pct, base_momentum=b),
+                           (0.85, 100, 0.3)),
+    "cyclic_momentum": (lambda b, m, up: js.cyclic_momentum(b, m, up, mode="triangular2"),
+                        (0.8, 0.9, 10)),
+    "product": (lambda c, lr: js.cosine_decay(lr, 100) * c, (0.5, 0.1)),
+    "add": (lambda c, lr: c + js.cosine_decay(lr, 100), (0.01, 0.1)),
 }
 
 
@@ -249,6 +261,11 @@ def test_different_values_are_unequal(case):
     if isinstance(s, type(js.piecewise_constant([], [1.0]))):
         assert js.piecewise_constant(s.boundaries, [v * 0.5 for v in s.values]) != s
         changed += 1
+    for cls, field in ((type(js.product([1.0])), "factors"), (type(js.add([1.0])), "terms")):
+        if isinstance(s, cls):
+            terms = getattr(s, field)
+            assert cls(terms[:-1] + (0.125,)) != s and cls(terms[:-1]) != s
+            changed += 1
     assert changed >= 1
     # static flags matter too
     if "staircase" in {f.name for f in dataclasses.fields(s)}:

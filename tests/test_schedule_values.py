@@ -37,7 +37,9 @@ def test_registry_covers_every_family():
     expected = {"exponential_decay", "natural_exp_decay", "inverse_time_decay", "polynomial_decay",
                 "cosine_decay", "cosine_decay_restarts", "linear_cosine_decay",
                 "noisy_linear_cosine_decay", "piecewise_constant", "one_cycle", "cyclic",
-                "constant", "warmup", "join", "warmup_stable_decay", "inverse_sqrt"}
+                "constant", "warmup", "join", "warmup_stable_decay", "inverse_sqrt",
+                "piecewise_interpolate", "shift", "cooldown", "one_cycle_momentum",
+                "cyclic_momentum", "product", "add"}
     assert set(FAMILIES) == expected
     assert len(CASE_IDS) == len(set(CASE_IDS))
 
@@ -267,7 +269,7 @@ def test_large_integer_steps_match_reference(case):
     # in float32 the step itself rounds: compare with the reference at the rounded step
     rounded = [int(np.float32(t)) for t in steps]
     want = case.expected(rounded)
-    periodic = case.id.split("-")[0] in ("cyclic", "cosine_decay_restarts")
+    periodic = case.id.split("-")[0] in ("cyclic", "cosine_decay_restarts", "cyclic_momentum")
     if not periodic:
         assert_close_to_scale(got, want, case.scale, 1e-6, case.id)
     assert float(s(10**12)) == pytest.approx(float(got[3]), abs=1e-7 * case.scale)
