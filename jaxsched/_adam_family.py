@@ -266,7 +266,7 @@ def nadamw(learning_rate: Hyper, b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper 
 
 # ---------------------------------------------------------------- RAdam
 
-def scale_by_radam(b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper = 1e-8,
+def scale_by_radam(b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper = 1e-8, *,
                    threshold: Hyper = 5.0) -> Transformation:
     """Scale by RAdam's rectified moments, as PyTorch's `RAdam` (Liu et al., 2020).
 
@@ -346,7 +346,7 @@ def radam(learning_rate: Hyper, b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper =
     """
     with _checks.calling("radam"):
         _checks.boolean("radam", "decoupled_weight_decay", decoupled_weight_decay)
-        core = scale_by_radam(b1, b2, eps, threshold)
+        core = scale_by_radam(b1, b2, eps, threshold=threshold)
         if weight_decay is None:
             parts = [core]
         elif decoupled_weight_decay:

@@ -48,9 +48,9 @@ class ScaleByProdigyState(NamedTuple):
     hyperparams: dict  # {"learning_rate", "b1", "b2", "beta3", "eps", ...: float []}
 
 
-def scale_by_prodigy(learning_rate: Hyper = 1.0, b1: Hyper = 0.9, b2: Hyper = 0.999,
+def scale_by_prodigy(learning_rate: Hyper = 1.0, *, b1: Hyper = 0.9, b2: Hyper = 0.999,
                      beta3: Hyper | None = None, eps: Hyper = 1e-8, estim_lr0: Hyper = 1e-6,
-                     estim_lr_coef: Hyper = 1.0, weight_decay: Hyper = 0.0, *,
+                     estim_lr_coef: Hyper = 1.0, weight_decay: Hyper = 0.0,
                      decouple: bool = True, use_bias_correction: bool = False,
                      safeguard_warmup: bool = False,
                      growth_rate: Hyper = math.inf) -> Transformation:
@@ -169,16 +169,17 @@ def scale_by_prodigy(learning_rate: Hyper = 1.0, b1: Hyper = 0.9, b2: Hyper = 0.
         prepare=prepare, finish=lambda hp: hp.new, needs_params=True)
 
 
-def prodigy(learning_rate: Hyper = 1.0, b1: Hyper = 0.9, b2: Hyper = 0.999,
+def prodigy(learning_rate: Hyper = 1.0, *, b1: Hyper = 0.9, b2: Hyper = 0.999,
             beta3: Hyper | None = None, eps: Hyper = 1e-8, estim_lr0: Hyper = 1e-6,
-            estim_lr_coef: Hyper = 1.0, weight_decay: Hyper = 0.0, *, decouple: bool = True,
+            estim_lr_coef: Hyper = 1.0, weight_decay: Hyper = 0.0, decouple: bool = True,
             use_bias_correction: bool = False, safeguard_warmup: bool = False,
             growth_rate: Hyper = math.inf) -> Transformation:
     """Prodigy, as the `prodigyopt` package's `Prodigy` (see `scale_by_prodigy`).
 
     Argument names follow `optax.contrib.prodigy` (`estim_lr0` is the
     reference's `d0`, `estim_lr_coef` its `d_coef`), except that the
-    reference's and optax's `betas=(b1, b2)` are two arguments. optax's
+    reference's and optax's `betas=(b1, b2)` are two arguments; so every
+    argument after `learning_rate` is keyword-only. optax's
     `contrib.prodigy` has no `decouple`, `use_bias_correction` or
     `growth_rate`. The estimate d is reported by `js.measurements(state)["d"]`.
 
@@ -197,8 +198,9 @@ def prodigy(learning_rate: Hyper = 1.0, b1: Hyper = 0.9, b2: Hyper = 0.999,
     """
     with _checks.calling("prodigy"):
         from jaxsched._transforms import chain
-        return chain(scale_by_prodigy(learning_rate, b1, b2, beta3, eps, estim_lr0,
-                                      estim_lr_coef, weight_decay, decouple=decouple,
+        return chain(scale_by_prodigy(learning_rate, b1=b1, b2=b2, beta3=beta3, eps=eps,
+                                      estim_lr0=estim_lr0, estim_lr_coef=estim_lr_coef,
+                                      weight_decay=weight_decay, decouple=decouple,
                                       use_bias_correction=use_bias_correction,
                                       safeguard_warmup=safeguard_warmup,
                                       growth_rate=growth_rate))

@@ -128,11 +128,11 @@ def _cases() -> dict[str, Case]:
             lambda p: optim.Adam(p, lr=0.0, amsgrad=True, foreach=False),
             lr_and("weight_decay", WD)),
         "prodigy": Case(
-            lambda: js.prodigy(LR_UNIT, 0.9, B2, weight_decay=0.01),
+            lambda: js.prodigy(LR_UNIT, b2=B2, weight_decay=0.01),
             lambda p: prodigyopt.Prodigy(p, lr=1.0, weight_decay=0.01),
             _prodigy_group(0.9, B2)),
         "prodigy_coupled_options": Case(
-            lambda: js.prodigy(LR_PRODIGY, B1, 0.99, beta3=0.9, weight_decay=0.01,
+            lambda: js.prodigy(LR_PRODIGY, b1=B1, b2=0.99, beta3=0.9, weight_decay=0.01,
                                decouple=False, use_bias_correction=True, safeguard_warmup=True,
                                growth_rate=1.1, estim_lr0=1e-4, estim_lr_coef=0.5),
             lambda p: prodigyopt.Prodigy(p, lr=1.0, beta3=0.9, weight_decay=0.01,
