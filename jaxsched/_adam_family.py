@@ -157,7 +157,7 @@ def scale_by_nadam(b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper = 1e-8, *,
         >>> tx = js.scale_by_nadam()
         >>> u, s = tx.update(jnp.array([2.0]), tx.init(jnp.zeros(1)))
         >>> round(float(u[0]), 4), round(float(js.measurements(s)["mu_product"]), 4)
-        (1.0, 0.4509)
+        (1.0565, 0.4501)
     """
     owner = "scale_by_nadam"
     _check_betas(owner, b1=b1, b2=b2)
@@ -218,7 +218,7 @@ def nadam(learning_rate: Hyper, b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper =
         >>> import jax.numpy as jnp, jaxsched as js
         >>> opt = js.nadam(0.1)
         >>> [round(x, 6) for x in opt.update(jnp.array([3.0]), opt.init(jnp.zeros(1)))[0].tolist()]
-        [-0.1]
+        [-0.105645]
     """
     with _checks.calling("nadam"):
         parts = [] if weight_decay is None else [add_decayed_weights(weight_decay)]
@@ -255,7 +255,7 @@ def nadamw(learning_rate: Hyper, b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper 
         >>> opt = js.nadamw(0.1, weight_decay=0.5)
         >>> p = jnp.array([2.0])
         >>> [round(x, 6) for x in opt.update(jnp.array([3.0]), opt.init(p), p)[0].tolist()]
-        [-0.2]
+        [-0.205645]
     """
     with _checks.calling("nadamw"):
         return chain(scale_by_nadam(b1, b2, eps, momentum_decay=momentum_decay,
