@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxsched import _carry, _checks, _hyper
+from jaxsched import _carry, _checks, _hyper, _numerics
 from jaxsched._builder import Buffer, Transformation
 from jaxsched._carry import Copy
 from jaxsched._hyper import Hyper, carries
@@ -108,8 +108,9 @@ def scale_by_prodigy(learning_rate: Hyper = 1.0, *, b1: Hyper = 0.9, b2: Hyper =
     _hyper.check(owner, "estim_lr_coef", estim_lr_coef, lo=0, lo_open=True)
     _hyper.check(owner, "weight_decay", weight_decay, lo=0)
     _hyper.check(owner, "growth_rate", growth_rate, lo=1, hi=math.inf)
-    for name in ("decouple", "use_bias_correction", "safeguard_warmup"):
-        _checks.boolean(owner, name, locals()[name])
+    _checks.boolean(owner, "decouple", decouple)
+    _checks.boolean(owner, "use_bias_correction", use_bias_correction)
+    _checks.boolean(owner, "safeguard_warmup", safeguard_warmup)
     hypers: dict[str, Hyper] = {"learning_rate": learning_rate, "b1": b1, "b2": b2, "eps": eps,
                                 "estim_lr0": estim_lr0, "estim_lr_coef": estim_lr_coef,
                                 "weight_decay": weight_decay, "growth_rate": growth_rate}
@@ -122,7 +123,8 @@ def scale_by_prodigy(learning_rate: Hyper = 1.0, *, b1: Hyper = 0.9, b2: Hyper =
 
     def prepare(hp, trees):
         b3 = hp.beta3 if beta3 is not None else jnp.sqrt(hp.b2)
-        t = (hp.steps + 1).astype(float_dtype())
+        taken = _numerics.next_count(hp.steps)
+        t = taken.astype(float_dtype())
         bc = (jnp.sqrt(1 - hp.b2 ** t) / (1 - hp.b1 ** t)) if use_bias_correction else 1.0
         d, d0 = hp.d, hp.estim_lr0
         dlr = d * hp.learning_rate * bc
@@ -144,7 +146,7 @@ def scale_by_prodigy(learning_rate: Hyper = 1.0, *, b1: Hyper = 0.9, b2: Hyper =
                 "new": {"d": jnp.where(moved, new_d, d),
                         "d_max": jnp.where(moved, d_max, hp.d_max),
                         "d_numerator": jnp.where(moved, numerator, hp.d_numerator),
-                        "steps": jnp.where(moved, hp.steps + 1, hp.steps)}}
+                        "steps": jnp.where(moved, taken, hp.steps)}}
 
     def step(hp, g, p, m, v, s, p0):
         g = grad(hp, g, p)
