@@ -342,3 +342,29 @@ def test_positional_order_is_optax(name, theirs):
 
     ours = positional(getattr(js, name))
     assert ours == positional(theirs)[:len(ours)], (ours, positional(theirs))
+
+
+@pytest.mark.parametrize("make", [
+    lambda: js.radam(0.1, b2=0.0),
+    lambda: js.nadam(0.1, b1=0.0, momentum_decay=0.0),
+    lambda: js.adamax(0.1, b1=0.0, b2=0.0),
+    lambda: js.amsgrad(0.1, b1=0.0, b2=0.0),
+    lambda: js.adopt(0.1, b1=0.0, b2=0.0, use_clipping=False),
+    lambda: js.prodigy(0.0),
+    lambda: js.prodigy(b1=0.0, growth_rate=1.0),
+    lambda: js.schedule_free_sgd(0.0, weight_lr_power=0.0),
+    lambda: js.schedule_free_adamw(js.constant(0.0), 2, b2=0.0),
+], ids=["radam_b2_0", "nadam_b1_0", "adamax_b_0", "amsgrad_b_0", "adopt_b_0_noclip",
+        "prodigy_lr_0", "prodigy_b1_0", "sf_sgd_lr_0", "sf_adamw_lr_0"])
+def test_edge_configurations_stay_finite(make):
+    """Accepted edge values, zero and nonzero gradients: no NaN or inf in updates or state."""
+    tx = make()
+    p = params_like()
+    state = tx.init(p)
+    update = jax.jit(tx.update)
+    zeros = jax.tree.map(jnp.zeros_like, p)
+    for g in [zeros, first(random_grads(1)), zeros, first(random_grads(1, seed=2))]:
+        u, state = update(g, state, p)
+        p = optax.apply_updates(p, u)
+        carried = [s._replace(hyperparams={}) for s in state]
+        assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves((u, carried)))
