@@ -19,6 +19,7 @@ from jaxsched._builder import Buffer, Transformation
 from jaxsched._carry import Copy
 from jaxsched._hyper import Hyper, carries
 from jaxsched._numerics import float_dtype
+from jaxsched._transforms import chain
 
 Array = jax.Array
 PyTree = Any
@@ -199,7 +200,6 @@ def prodigy(learning_rate: Hyper = 1.0, *, b1: Hyper = 0.9, b2: Hyper = 0.999,
         True
     """
     with _checks.calling("prodigy"):
-        from jaxsched._transforms import chain
         return chain(scale_by_prodigy(learning_rate, b1=b1, b2=b2, beta3=beta3, eps=eps,
                                       estim_lr0=estim_lr0, estim_lr_coef=estim_lr_coef,
                                       weight_decay=weight_decay, decouple=decouple,

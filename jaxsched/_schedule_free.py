@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxsched import _carry, _checks, _hyper
-from jaxsched._builder import Buffer, Transformation, transformation
+from jaxsched._builder import Buffer, Transformation, structure, transformation
 from jaxsched._carry import Copy
 from jaxsched._hyper import Hyper, carries
 from jaxsched._numerics import float_dtype
@@ -268,7 +268,8 @@ def schedule_free_eval_params(state: Any, params: PyTree) -> PyTree:
     parameters' dtypes.
 
     Raises:
-      ValueError: if `state` holds no `ScheduleFreeState`.
+      ValueError: if `state` holds no `ScheduleFreeState`, or if `params`
+        differ in structure from its z (a `fuse`d state).
 
     Example:
         >>> import jax.numpy as jnp, optax, jaxsched as js
@@ -284,6 +285,11 @@ def schedule_free_eval_params(state: Any, params: PyTree) -> PyTree:
         raise ValueError("`schedule_free_eval_params(state=...)` must hold a ScheduleFreeState "
                          "(the state of schedule_free_sgd, schedule_free_adamw or "
                          "scale_by_schedule_free).")
+    if structure(sf.z) != structure(params):
+        raise ValueError("`schedule_free_eval_params(params=...)` must have the structure of the "
+                         "state's z (the parameters given to init; a `fuse`d state holds z in "
+                         "buckets: evaluate without `fuse`, or hold the parameters as "
+                         "`flat_params`).")
     b1 = jnp.asarray(sf.hyperparams["b1"], float_dtype())
     factor = 1 - 1 / b1
 
