@@ -4,6 +4,18 @@ Every schedule is a pure, jittable pytree function of the step; every
 transformation is an `optax.GradientTransformation`.
 """
 
+from jaxsched._adam_family import (adamax as adamax, adopt as adopt, amsgrad as amsgrad,
+                                   nadam as nadam, nadamw as nadamw, radam as radam,
+                                   scale_by_adamax as scale_by_adamax,
+                                   scale_by_adopt as scale_by_adopt,
+                                   scale_by_amsgrad as scale_by_amsgrad,
+                                   scale_by_nadam as scale_by_nadam,
+                                   scale_by_radam as scale_by_radam,
+                                   ScaleByAdamaxState as ScaleByAdamaxState,
+                                   ScaleByAdoptState as ScaleByAdoptState,
+                                   ScaleByAmsgradState as ScaleByAmsgradState,
+                                   ScaleByNadamState as ScaleByNadamState,
+                                   ScaleByRadamState as ScaleByRadamState)
 from jaxsched._arithmetic import (add as add, product as product)
 from jaxsched._by_name import (from_hf as from_hf, from_keras as from_keras,
                                from_torch as from_torch)
@@ -33,7 +45,16 @@ from jaxsched._optimizers import (adagrad as adagrad, adam as adam, adamw as ada
 from jaxsched._plateau import (reduce_on_plateau as reduce_on_plateau,
                                ReduceOnPlateauState as ReduceOnPlateauState)
 from jaxsched._plot import (plot as plot, Table as Table, table as table)
+from jaxsched._prodigy import (prodigy as prodigy, scale_by_prodigy as scale_by_prodigy,
+                               ScaleByProdigyState as ScaleByProdigyState)
 from jaxsched._schedule import (Schedule as Schedule, schedule_from_config as schedule_from_config)
+from jaxsched._schedule_free import (scale_by_debiased_rms as scale_by_debiased_rms,
+                                     scale_by_schedule_free as scale_by_schedule_free,
+                                     ScaleByDebiasedRmsState as ScaleByDebiasedRmsState,
+                                     schedule_free_adamw as schedule_free_adamw,
+                                     schedule_free_eval_params as schedule_free_eval_params,
+                                     schedule_free_sgd as schedule_free_sgd,
+                                     ScheduleFreeState as ScheduleFreeState)
 from jaxsched._skip import (skip_nonfinite as skip_nonfinite,
                             SkipNonfiniteState as SkipNonfiniteState)
 from jaxsched._transforms import (add_decayed_weights as add_decayed_weights,
