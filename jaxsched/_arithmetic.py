@@ -57,7 +57,7 @@ def _value(term: Any, t: Any) -> jax.Array:
 class Product(Schedule):
     """The product of schedules and numbers, step by step.
 
-    value = factors[0](t) * factors[1](t) * ...     (a number is the same at every step)
+    value = f_0(t) * f_1(t) * ...  (f_i = factors[i])     (a number is the same at every step)
 
     `s * c`, `c * s` and `s1 * s2` build this; products of products are
     flattened. Evaluating it costs the sum of its factors.
@@ -93,7 +93,7 @@ class Product(Schedule):
 class Add(Schedule):
     """The sum of schedules and numbers, step by step.
 
-    value = terms[0](t) + terms[1](t) + ...     (a number is the same at every step)
+    value = s_0(t) + s_1(t) + ...  (s_i = terms[i])     (a number is the same at every step)
 
     `s + c`, `c + s` and `s1 + s2` build this; sums of sums are flattened.
 

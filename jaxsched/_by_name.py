@@ -367,7 +367,7 @@ def from_hf(name: str, lr: float, num_warmup_steps: int | None = None,
         if needs_n and not (isinstance(N, int) and isinstance(W, int) and N > W):
             raise ValueError(f"`{owner}({name!r}, num_training_steps=...)` must be an int > "
                              f"num_warmup_steps = {W!r}, got {N!r}.")
-    return _build(owner, name, lambda: _hf(name, lr, W, N, a))
+    return _build(owner, name, lambda: _hf(name, lr, W, N, a))  # type: ignore[arg-type]
 
 
 def _min_rate(name: str, lr: float, a: dict) -> float:

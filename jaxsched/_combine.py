@@ -170,7 +170,7 @@ class PiecewiseInterpolate(Schedule):
     init_value: Any
     boundaries: tuple
     scales: tuple
-    interpolate_type: str = static("linear")
+    interpolate_type: str = static(default="linear")
 
     def __post_init__(self):
         n = self.name

@@ -56,10 +56,10 @@ class OneCycle(Schedule):
     max_lr: Any
     total_steps: Any
     pct_start: Any = 0.3
-    anneal_strategy: str = static("cos")
+    anneal_strategy: str = static(default="cos")
     div_factor: Any = 25.0
     final_div_factor: Any = 1e4
-    three_phase: bool = static(False)
+    three_phase: bool = static(default=False)
 
     def __post_init__(self):
         n = self.name
@@ -145,7 +145,7 @@ class Cyclic(Schedule):
     max_lr: Any
     step_size_up: Any
     step_size_down: Any = None
-    mode: str = static("triangular")
+    mode: str = static(default="triangular")
     gamma: Any = 1.0
 
     def __post_init__(self):
@@ -174,6 +174,7 @@ def _triangle(t, step_size_up, step_size_down, mode: str, gamma):
     rising = w <= up
     s = jnp.where(rising, w.astype(fdt) / up.astype(fdt),
                   (total - w).astype(fdt) / down.astype(fdt))
+    scale: Any
     if mode == "triangular":
         scale = 1.0
     elif mode == "triangular2":
@@ -214,10 +215,10 @@ class OneCycleMomentum(Schedule):
 
     total_steps: Any
     pct_start: Any = 0.3
-    anneal_strategy: str = static("cos")
+    anneal_strategy: str = static(default="cos")
     base_momentum: Any = 0.85
     max_momentum: Any = 0.95
-    three_phase: bool = static(False)
+    three_phase: bool = static(default=False)
 
     def __post_init__(self):
         n = self.name
@@ -264,7 +265,7 @@ class CyclicMomentum(Schedule):
     max_momentum: Any = 0.9
     step_size_up: Any = 2000
     step_size_down: Any = None
-    mode: str = static("triangular")
+    mode: str = static(default="triangular")
     gamma: Any = 1.0
 
     def __post_init__(self):

@@ -69,7 +69,7 @@ class ExponentialDecay(Schedule):
     learning_rate: Any
     decay_steps: Any
     decay_rate: Any
-    staircase: bool = static(False)
+    staircase: bool = static(default=False)
 
     def __post_init__(self):
         _check_rate_args(self.name, self.learning_rate, self.decay_steps)
@@ -105,7 +105,7 @@ class NaturalExpDecay(Schedule):
     learning_rate: Any
     decay_steps: Any
     decay_rate: Any
-    staircase: bool = static(False)
+    staircase: bool = static(default=False)
 
     def __post_init__(self):
         _check_rate_args(self.name, self.learning_rate, self.decay_steps)
@@ -141,7 +141,7 @@ class InverseTimeDecay(Schedule):
     learning_rate: Any
     decay_steps: Any
     decay_rate: Any
-    staircase: bool = static(False)
+    staircase: bool = static(default=False)
 
     def __post_init__(self):
         _check_rate_args(self.name, self.learning_rate, self.decay_steps)
@@ -186,7 +186,7 @@ class PolynomialDecay(Schedule):
     decay_steps: Any
     end_learning_rate: Any = 0.0001
     power: Any = 1.0
-    cycle: bool = static(False)
+    cycle: bool = static(default=False)
 
     def __post_init__(self):
         _check_rate_args(self.name, self.learning_rate, self.decay_steps)

@@ -16,7 +16,14 @@ reach a check.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, ClassVar
+import sys
+from typing import Any, Callable, ClassVar, TypeVar
+
+if sys.version_info >= (3, 11):
+    from typing import dataclass_transform
+else:  # type checkers read the 3.11+ branch
+    def dataclass_transform(**_: Any) -> Callable[[Any], Any]:
+        return lambda f: f
 
 import jax
 import jax.numpy as jnp
@@ -146,7 +153,8 @@ class Schedule:
                 for f in dataclasses.fields(self)}  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
-        quiet = {f.name: f.default for f in dataclasses.fields(self) if f.metadata.get("quiet")}
+        quiet = {f.name: f.default for f in dataclasses.fields(self)  # type: ignore[arg-type]
+                 if f.metadata.get("quiet")}
         args = ", ".join(f"{k}={_show(v)}" for k, v in self._fields().items()
                          if not (k in quiet and type(v) is type(quiet[k]) and v == quiet[k]))
         return f"{self.name}({args})"
@@ -225,7 +233,11 @@ def registry() -> dict[str, type[Schedule]]:
     return dict(_REGISTRY)
 
 
-def schedule_class(name: str) -> Callable[[type], type]:
+_S = TypeVar("_S")
+
+
+@dataclass_transform(frozen_default=True, eq_default=False, field_specifiers=(static,))
+def schedule_class(name: str) -> Callable[[type[_S]], type[_S]]:
     """Declare a schedule: make `cls` a frozen dataclass and a pytree.
 
     Fields declared with `static()` are structure; all others are children

@@ -155,7 +155,7 @@ class WarmupStableDecay(Schedule):
     decay_steps: Any
     init_value: Any = 0.0
     end_value: Any = 0.0
-    decay: str = static("linear")
+    decay: str = static(default="linear")
     warmup: str = optional("linear", is_static=True)
     num_cycles: Any = optional()
     cycles: Any = optional()
@@ -301,7 +301,7 @@ class Cooldown(Schedule):
     schedule: Any
     total_steps: Any
     cooldown_steps: Any
-    shape: str = static("linear")
+    shape: str = static(default="linear")
 
     def __post_init__(self):
         n = self.name
