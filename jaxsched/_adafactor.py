@@ -25,7 +25,8 @@ import optax
 
 from jaxsched import _checks, _hyper, _numerics
 from jaxsched._builder import (MaskOrFn, Transformation, Values, check_real_floats,
-                               check_same_tree, describe, state_dtype, transformation)
+                               check_same_tree, describe, state_dtype, structure,
+                               transformation)
 from jaxsched._hyper import Hyper, carries
 from jaxsched._numerics import float_dtype
 from jaxsched._transforms import add_decayed_weights, chain, ema, scale, scale_by_learning_rate
@@ -141,7 +142,7 @@ def scale_by_factored_rms(factored: bool = True, decay_rate: Hyper = 0.8, step_o
             col = tuple(1 if i == ax[0] else n for i, n in enumerate(shape))
             return jnp.zeros(row, dtype), jnp.zeros(col, dtype), empty(dtype)
 
-        leaves, treedef = jax.tree.flatten(params)
+        leaves, treedef = jax.tree.leaves(params), structure(params)
         made = [buffers(p) for p in leaves]
         count = _numerics.zero_count()
         return ScaleByFactoredRmsState(
@@ -161,7 +162,7 @@ def scale_by_factored_rms(factored: bool = True, decay_rate: Hyper = 0.8, step_o
         hp = Values(values, _numerics.next_count(state.count))
         t = jnp.maximum(hp.k - step_offset, 1).astype(float_dtype())
         b = 1 - t ** (-hp.decay_rate)
-        leaves, treedef = jax.tree.flatten(updates)
+        leaves, treedef = jax.tree.leaves(updates), structure(updates)
         rows, cols, vs = (treedef.flatten_up_to(x) for x in (state.v_row, state.v_col, state.v))
         out: list[list] = [[], [], [], []]
         for g_in, row, col, v in zip(leaves, rows, cols, vs):

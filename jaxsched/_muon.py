@@ -206,11 +206,12 @@ def scale_by_muon(ns_coeffs: Any = NS_COEFFS, ns_steps: int = NS_STEPS, beta: Hy
 def _rename_hyperparams(state: Any, rename: Callable[[str], str]) -> Any:
     """The state with every recorded hyperparameter's key passed through `rename`."""
     if isinstance(state, tuple) and hasattr(state, "_fields"):
-        parts = {f: _rename_hyperparams(getattr(state, f), rename) for f in state._fields
+        named: Any = state
+        parts = {f: _rename_hyperparams(getattr(named, f), rename) for f in named._fields
                  if f != "hyperparams"}
-        if "hyperparams" in state._fields and isinstance(state.hyperparams, dict):
-            parts["hyperparams"] = {rename(k): v for k, v in state.hyperparams.items()}
-        return state._replace(**parts)
+        if "hyperparams" in named._fields and isinstance(named.hyperparams, dict):
+            parts["hyperparams"] = {rename(k): v for k, v in named.hyperparams.items()}
+        return named._replace(**parts)
     if isinstance(state, (tuple, list)):
         return type(state)(_rename_hyperparams(s, rename) for s in state)
     if isinstance(state, dict):
