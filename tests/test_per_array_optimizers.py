@@ -12,6 +12,8 @@ PyTorch's Muon and Adafactor are in tests/x64/.
 
 from __future__ import annotations
 
+import inspect
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -85,8 +87,8 @@ def test_matches_optax_over_200_scheduled_steps(name):
 def test_adafactor_optax_defaults_match_optax():
     """optax's defaults (only the two largest dims >= 128 are factored; learning rate 0.01)."""
     p = {"big": jax.random.normal(jax.random.key(0), (130, 140)), "v": jnp.ones(3)}
-    g = {"big": np.asarray(jax.random.normal(jax.random.key(1), (10, 130, 140))),
-         "v": np.asarray(jax.random.normal(jax.random.key(2), (10, 3)))}
+    g = {"big": np.asarray(jax.random.normal(jax.random.key(1), (5, 130, 140))),
+         "v": np.asarray(jax.random.normal(jax.random.key(2), (5, 3)))}
     ours, state = trajectory(js.adafactor(0.01), p, g)
     theirs = trajectory(optax.adafactor(0.01), p, g)[0]
     for k in p:
@@ -227,6 +229,22 @@ def test_vmap_over_a_hyperparameter(name, make):
                                np.asarray(jax.jit(second_update)(values[1])), rtol=1e-5,
                                atol=1e-7)
     assert not np.allclose(np.asarray(swept[0]), np.asarray(swept[2]))
+
+
+@pytest.mark.parametrize("ours,theirs", [
+    (js.lion, optax.lion), (js.lamb, optax.lamb), (js.lars, optax.lars),
+    (js.adafactor, optax.adafactor), (js.muon, optax.contrib.muon),
+    (js.scale_by_lion, optax.scale_by_lion), (js.scale_by_trust_ratio, optax.scale_by_trust_ratio),
+    (js.clip_by_block_rms, optax.clip_by_block_rms),
+    (js.scale_by_factored_rms, optax.scale_by_factored_rms),
+    (js.scale_by_param_block_rms, optax.scale_by_param_block_rms)])
+def test_positional_order_is_optax(ours, theirs):
+    def positional(f):
+        return [n for n, q in inspect.signature(f).parameters.items()
+                if q.kind == q.POSITIONAL_OR_KEYWORD]
+
+    assert positional(ours) == positional(theirs)[:len(positional(ours))]
+    assert len(positional(ours)) >= min(len(positional(theirs)), 5)
 
 
 def test_per_array_marks():
