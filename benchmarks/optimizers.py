@@ -17,6 +17,10 @@ the tree's matrices, jitted) and reported as achieved FLOP/s against the
 rate of a float32 (1024, 1024) @ (1024, 1024) matmul measured in the same
 run. One iteration on an (m, n) matrix, m <= n, costs 4 m^2 n + 2 m^3 FLOPs.
 
+Compiling Muon for 1,000 matrices takes minutes on a busy 2-core machine
+(both sides unroll the iteration for every matrix separately); use
+`--only` / `--arrays` to leave it out.
+
 Usage:
     python benchmarks/optimizers.py                  # the table (a few minutes)
     python benchmarks/optimizers.py --quick          # tiny, for a smoke test
