@@ -4,6 +4,13 @@ Every schedule is a pure, jittable pytree function of the step; every
 transformation is an `optax.GradientTransformation`.
 """
 
+from jaxsched._adafactor import (adafactor as adafactor, AdafactorStepState as AdafactorStepState,
+                                 clip_by_block_rms as clip_by_block_rms,
+                                 ClipByBlockRmsState as ClipByBlockRmsState,
+                                 scale_by_factored_rms as scale_by_factored_rms,
+                                 scale_by_param_block_rms as scale_by_param_block_rms,
+                                 ScaleByFactoredRmsState as ScaleByFactoredRmsState,
+                                 ScaleByParamBlockRmsState as ScaleByParamBlockRmsState)
 from jaxsched._adam_family import (adamax as adamax, adopt as adopt, amsgrad as amsgrad,
                                    nadam as nadam, nadamw as nadamw, radam as radam,
                                    scale_by_adamax as scale_by_adamax,
@@ -38,8 +45,12 @@ from jaxsched._fuse import (fuse as fuse, FuseState as FuseState)
 from jaxsched._groups import (group as group, group_labels as group_labels,
                               GroupsState as GroupsState, reset_group as reset_group)
 from jaxsched._hyper import (hyperparams as hyperparams, measurements as measurements)
+from jaxsched._lion import (lion as lion, scale_by_lion as scale_by_lion,
+                            ScaleByLionState as ScaleByLionState)
 from jaxsched._lr_finder import (lr_finder as lr_finder, LRFinderResult as LRFinderResult,
                                  plot_lr_finder as plot_lr_finder)
+from jaxsched._muon import (muon as muon, orthogonalize as orthogonalize,
+                            scale_by_muon as scale_by_muon, ScaleByMuonState as ScaleByMuonState)
 from jaxsched._optimizers import (adagrad as adagrad, adam as adam, adamw as adamw,
                                   momentum as momentum, rmsprop as rmsprop, sgd as sgd)
 from jaxsched._plateau import (reduce_on_plateau as reduce_on_plateau,
@@ -76,7 +87,9 @@ from jaxsched._transforms import (add_decayed_weights as add_decayed_weights,
                                   ScaleByScheduleState as ScaleByScheduleState,
                                   ScaleState as ScaleState, trace as trace,
                                   TraceState as TraceState)
-from jaxsched._warmup import (cooldown as cooldown, inverse_sqrt as inverse_sqrt, warmup as warmup,
-                              warmup_stable_decay as warmup_stable_decay)
+from jaxsched._trust_ratio import (lamb as lamb, lars as lars,
+                                   scale_by_trust_ratio as scale_by_trust_ratio,
+                                   ScaleByTrustRatioState as ScaleByTrustRatioState)
+from jaxsched._warmup import (cooldown as cooldown, inverse_sqrt as inverse_sqrt, warmup as warmup)
 
 __version__ = "0.1.0"
