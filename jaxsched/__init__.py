@@ -4,6 +4,12 @@ Every schedule is a pure, jittable pytree function of the step; every
 transformation is an `optax.GradientTransformation`.
 """
 
+from jaxsched._accumulate import (accumulate as accumulate,
+                                  accumulated_grad as accumulated_grad,
+                                  AccumulateState as AccumulateState)
+from jaxsched._averaging import (averaged_params as averaged_params,
+                                 ema_params as ema_params, EmaParamsState as EmaParamsState,
+                                 swa as swa, swa_lr as swa_lr, SwaState as SwaState)
 from jaxsched._checkpoint import restore_state as restore_state
 from jaxsched._combine import (constant as constant, join as join,
                                piecewise_constant as piecewise_constant)
@@ -19,6 +25,8 @@ from jaxsched._decays import (cosine_decay as cosine_decay,
 from jaxsched._flat import (flat_params as flat_params, FlatParams as FlatParams)
 from jaxsched._fuse import (fuse as fuse, FuseState as FuseState)
 from jaxsched._hyper import (hyperparams as hyperparams, measurements as measurements)
+from jaxsched._logging import (log_values as log_values, monitor as monitor,
+                               MonitorState as MonitorState)
 from jaxsched._lr_finder import (lr_finder as lr_finder, LRFinderResult as LRFinderResult,
                                  plot_lr_finder as plot_lr_finder)
 from jaxsched._optimizers import (adagrad as adagrad, adam as adam, adamw as adamw,
@@ -29,6 +37,8 @@ from jaxsched._plot import (plot as plot, Table as Table, table as table)
 from jaxsched._schedule import (Schedule as Schedule, schedule_from_config as schedule_from_config)
 from jaxsched._skip import (skip_nonfinite as skip_nonfinite,
                             SkipNonfiniteState as SkipNonfiniteState)
+from jaxsched._spikes import (skip_spikes as skip_spikes,
+                              SkipSpikesState as SkipSpikesState)
 from jaxsched._transforms import (add_decayed_weights as add_decayed_weights,
                                   AddDecayedWeightsState as AddDecayedWeightsState, chain as chain,
                                   clip as clip, clip_by_global_norm as clip_by_global_norm,
