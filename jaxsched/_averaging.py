@@ -247,6 +247,9 @@ def swa_lr(schedule: Any, swa_lr: Any, start: int, anneal_steps: int = 10,
     `start` and reaches `swa_lr` after `anneal_steps` of its steps (at the first with
     `anneal_steps=0`). A `join` of `schedule` and a `warmup_stable_decay` decaying from
     `schedule(start)` to `swa_lr`, so it prints, pickles and saves as a config.
+    One PyTorch quirk is not reproduced: `SWALR(anneal_epochs=0)` already sets `swa_lr`
+    when it is constructed, which the loop's first epochs then use unless another
+    scheduler overwrites it; here the value before `start` is always `schedule(t)`.
 
     Args:
       schedule: the schedule before SWA (a schedule or a number).
