@@ -149,9 +149,11 @@ def test_training_recipes_examples_run(capsys):
 
     page = pathlib.Path(__file__).resolve().parents[1] / "docs" / "training-recipes.md"
     blocks = re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
-    assert len(blocks) == 6
+    assert len(blocks) == 10
     for code in blocks:
         exec(compile(code, str(page), "exec"), {"__name__": "recipe"})
     out = capsys.readouterr().out
     assert "(8,)" in out and "2147483647 0.001" in out and "[0. 0.] 1" in out
     assert "FlatParams(200 arrays in float32[800], float32[6400]) True" in out
+    assert "True 0" in out  # accumulate equals accumulated_grad; phase 0 after the update
+    assert "{'learning_rate': 0.0001, 'micro_step': 0.0, 'total_skips': 0.0}" in out
