@@ -98,12 +98,11 @@ def accumulate(inner: optax.GradientTransformation, every: int) -> Transformatio
 
     def init(params):
         check_real_floats(_OWNER, params, "the parameters")
-        zero = _numerics.zero_count()
         return AccumulateState(
-            count=zero, inner_state=inner.init(params),
+            count=_numerics.zero_count(), inner_state=inner.init(params),
             grad_sum=jax.tree.map(
                 lambda p: jnp.zeros(jnp.shape(p), state_dtype(jnp.result_type(p))), params),
-            value_sum=jnp.zeros([], float_dtype()), micro_step=zero)
+            value_sum=jnp.zeros([], float_dtype()), micro_step=_numerics.zero_count())
 
     def update(updates, state, params=None, *, value=None, **extra_args):
         check_same_tree(_OWNER, updates, state.grad_sum)

@@ -60,7 +60,8 @@ class SwaState(NamedTuple):
 
 
 def _copy(params: PyTree) -> PyTree:
-    return jax.tree.map(lambda p: jnp.asarray(p).astype(state_dtype(jnp.result_type(p))),
+    """A copy (never the same buffer: a train step may donate params and state together)."""
+    return jax.tree.map(lambda p: jnp.array(p, dtype=state_dtype(jnp.result_type(p)), copy=True),
                         params)
 
 
@@ -205,8 +206,8 @@ def swa(start: int, every: int = 1) -> Transformation:
 
     def init(params):
         check_real_floats(owner, params, "the parameters")
-        zero = _numerics.zero_count()
-        return SwaState(count=zero, average=_copy(params), n_averaged=zero)
+        return SwaState(count=_numerics.zero_count(), average=_copy(params),
+                        n_averaged=_numerics.zero_count())
 
     def update(updates, state, params=None, **extra_args):
         del extra_args

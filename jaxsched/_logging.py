@@ -75,11 +75,12 @@ def monitor(inner: optax.GradientTransformation, update_ratio: bool = False) -> 
     inner = optax.with_extra_args_support(inner)
 
     def init(params):
-        zero = jnp.zeros([], float_dtype())
+        def zero():  # a new buffer per field: states may be donated
+            return jnp.zeros([], float_dtype())
         return MonitorState(count=_numerics.zero_count(), inner_state=inner.init(params),
-                            grad_norm=zero, update_norm=zero,
-                            param_norm=zero if update_ratio else (),
-                            update_ratio=zero if update_ratio else ())
+                            grad_norm=zero(), update_norm=zero(),
+                            param_norm=zero() if update_ratio else (),
+                            update_ratio=zero() if update_ratio else ())
 
     def update(updates, state, params=None, **extra_args):
         if update_ratio and params is None:

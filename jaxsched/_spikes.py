@@ -149,11 +149,11 @@ def skip_spikes(inner: optax.GradientTransformation, on: str = "loss", *, window
     inner = optax.with_extra_args_support(inner)
 
     def init(params):
-        zero = _numerics.zero_count()
+        zero = _numerics.zero_count  # a new buffer per field: states may be donated
         return SkipSpikesState(
-            count=zero, inner_state=inner.init(params),
-            history=jnp.zeros((window, len(signals)), float_dtype()), position=zero,
-            accepted=zero, total_skips=zero, consecutive_skips=zero, skipped=zero)
+            count=zero(), inner_state=inner.init(params),
+            history=jnp.zeros((window, len(signals)), float_dtype()), position=zero(),
+            accepted=zero(), total_skips=zero(), consecutive_skips=zero(), skipped=zero())
 
     def update(updates, state, params=None, *, value=None, **extra_args):
         if value is None and "loss" in signals:
