@@ -90,7 +90,10 @@ def skip_spikes(inner: optax.GradientTransformation, on: str = "loss", *, window
     skipped ones included, and floors the std at 1e-6; here the window holds accepted
     values only and the std is not floored (a constant history makes any larger value a
     spike). The inner update is computed every step and selected with `jnp.where`, so the
-    wrapper is jit-, vmap- and scan-friendly. `value=` and other extra keyword arguments
+    wrapper is jit-, vmap- and scan-friendly and, with no spike, bitwise the unwrapped
+    optimizer (under `lax.cond` XLA compiles the inner update apart, which can change the
+    last bit); the price is that the compiled step holds the old and the new inner state
+    at once. `value=` and other extra keyword arguments
     of `update` are passed on to `inner` (a `reduce_on_plateau` inside sees the loss).
     Inside `accumulate` (`js.accumulate(js.skip_spikes(opt), every=k)`) it judges the
     averaged gradient and the averaged loss of each optimizer update.
