@@ -496,3 +496,23 @@ print("OK")
 
 def test_companions_on_eight_devices_shard_their_state_like_the_params():
     run_on_eight_cpu_devices(EIGHT_DEVICES)
+
+
+def test_states_can_be_donated_with_the_params():
+    """No two leaves of params + state share a buffer, so `donate_argnums=(0, 1)` works."""
+    opt = js.monitor(js.accumulate(js.skip_spikes(js.chain(
+        js.adamw(1e-2), js.ema_params(0.9), js.swa(start=1)), on="both"), every=2),
+        update_ratio=True)
+
+    @jax.jit
+    def make(p):
+        return opt.init(p)
+
+    step = jax.jit(lambda p, s, g: (lambda u, s: (optax.apply_updates(p, u), s))(
+        *opt.update(g, s, p, value=jnp.sum(g))), donate_argnums=(0, 1))
+    for init in (opt.init, make):
+        params = jnp.ones(4)
+        state = init(params)
+        for _ in range(3):
+            params, state = step(params, state, jnp.full(4, 0.5))
+        assert np.all(np.isfinite(params))
