@@ -182,7 +182,7 @@ def accumulated_grad(loss_fn: Callable[..., Any], params: PyTree, batches: PyTre
     if len(sizes) != 1 or None in sizes or 0 in sizes:
         raise ValueError(f"`accumulated_grad(batches=...)` must have leaves with one common, "
                          f"non-zero leading axis (the micro-batches), got {sorted(sizes, key=str)}.")
-    k = sizes.pop()
+    k = int(sizes.pop())  # type: ignore[arg-type]
     grad_fn = jax.value_and_grad(loss_fn, has_aux=has_aux)
 
     def body(carry, batch):

@@ -18,9 +18,8 @@ import optax
 from jaxsched import _checks, _hyper, _numerics
 from jaxsched._builder import (Transformation, check_real_floats, check_same_tree, describe,
                                state_dtype)
-from jaxsched._combine import join
+from jaxsched import _combine, _warmup
 from jaxsched._hyper import Hyper, carries
-from jaxsched._warmup import warmup_stable_decay
 from jaxsched._numerics import float_dtype
 
 Array = jax.Array
@@ -285,18 +284,21 @@ def swa_lr(schedule: Any, swa_lr: Any, start: int, anneal_steps: int = 10,
         _checks.number("swa_lr", "swa_lr", swa_lr, lo=0)
         if not callable(schedule):
             _checks.number("swa_lr", "schedule", schedule, lo=0)
-            from jaxsched._combine import constant
-            schedule = constant(schedule)
+            schedule = _CONSTANT(schedule)
         handover = schedule(start)
         if not _checks.is_traced(handover):
             handover = float(handover)
         # SWALR reaches swa_lr at its first step when anneal_steps == 0: one stable step.
-        anneal = warmup_stable_decay(handover, 0, 1 if anneal_steps == 0 else 0,
+        anneal = _WSD(handover, 0, 1 if anneal_steps == 0 else 0,
                                      anneal_steps, end_value=swa_lr,
                                      decay="cosine" if strategy == "cos" else "linear")
-        return join([schedule, anneal], [start])
+        return _JOIN([schedule, anneal], [start])
 
 
+# The schedule classes, typed loosely (mypy does not see their dataclass __init__).
+_CONSTANT: Any = _combine.constant
+_JOIN: Any = _combine.join
+_WSD: Any = _warmup.warmup_stable_decay
 _AVERAGES = (EmaParamsState, SwaState)
 
 
