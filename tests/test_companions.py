@@ -516,3 +516,18 @@ def test_states_can_be_donated_with_the_params():
         for _ in range(3):
             params, state = step(params, state, jnp.full(4, 0.5))
         assert np.all(np.isfinite(params))
+
+
+def test_ema_decay_and_accumulation_sweep_under_vmap():
+    def run(decay):
+        opt = js.accumulate(js.chain(js.sgd(1.0), js.ema_params(decay)), every=2)
+        params = jnp.zeros(1)
+        state = opt.init(params)
+        for g in (1.0, 1.0, 2.0, 2.0):
+            u, state = opt.update(jnp.full(1, g), state, params)
+            params = optax.apply_updates(params, u)
+        return js.averaged_params(state)[0]
+
+    # updates: p = -1 (copied), then p = -3: average = decay * -1 + (1 - decay) * -3
+    got = jax.jit(jax.vmap(run))(jnp.array([0.0, 0.5, 1.0], jnp.float32))
+    np.testing.assert_allclose(got, [-3.0, -2.0, -1.0], rtol=1e-6)
