@@ -77,6 +77,10 @@ def micro(batch, i):
     return jax.tree.map(lambda x: x[i], batch)
 
 
+def chunk(batch, i, n):
+    return jax.tree.map(lambda x: x[i:i + n], batch)
+
+
 def make_sides(args, loss_fn):
     base = lambda: js.chain(js.clip_by_global_norm(5.0),  # noqa: E731
                             js.adamw(js.cosine_decay(1e-3, 10_000)))
@@ -150,7 +154,7 @@ def main(argv=None) -> dict:
         jitted = jax.jit(step, donate_argnums=(0, 1))
         params = jax.tree.map(jnp.array, params0)
         state = opt.init(params)
-        example = data[:per_call] if per_call > 1 else micro(data, 0)
+        example = chunk(data, 0, per_call) if per_call > 1 else micro(data, 0)
         compiled = jitted.lower(params, state, example).compile()
         memory[name] = peak_bytes(compiled.memory_analysis())
         runs[name] = [compiled, params, state, per_call]
@@ -164,7 +168,7 @@ def main(argv=None) -> dict:
             compiled, params, state, per_call = run
             t0 = time.perf_counter()
             for i in range(0, args.steps, per_call):
-                batch = data[i:i + per_call] if per_call > 1 else micro(data, i)
+                batch = chunk(data, i, per_call) if per_call > 1 else micro(data, i)
                 params, state, loss = compiled(params, state, batch)
             jax.block_until_ready((params, state, loss))
             times[name].append((time.perf_counter() - t0) / args.steps)  # per micro-batch
