@@ -4,6 +4,8 @@ Every schedule is a pure, jittable pytree function of the step; every
 transformation is an `optax.GradientTransformation`.
 """
 
+from jaxsched._accumulate import (accumulate as accumulate, accumulated_grad as accumulated_grad,
+                                  AccumulateState as AccumulateState)
 from jaxsched._adafactor import (adafactor as adafactor, AdafactorStepState as AdafactorStepState,
                                  clip_by_block_rms as clip_by_block_rms,
                                  ClipByBlockRmsState as ClipByBlockRmsState,
@@ -24,6 +26,9 @@ from jaxsched._adam_family import (adamax as adamax, adopt as adopt, amsgrad as 
                                    ScaleByNadamState as ScaleByNadamState,
                                    ScaleByRadamState as ScaleByRadamState)
 from jaxsched._arithmetic import (add as add, product as product)
+from jaxsched._averaging import (averaged_params as averaged_params, ema_params as ema_params,
+                                 EmaParamsState as EmaParamsState, swa as swa, swa_lr as swa_lr,
+                                 SwaState as SwaState)
 from jaxsched._by_name import (from_hf as from_hf, from_keras as from_keras,
                                from_torch as from_torch)
 from jaxsched._checkpoint import restore_state as restore_state
@@ -47,6 +52,8 @@ from jaxsched._groups import (group as group, group_labels as group_labels,
 from jaxsched._hyper import (hyperparams as hyperparams, measurements as measurements)
 from jaxsched._lion import (lion as lion, scale_by_lion as scale_by_lion,
                             ScaleByLionState as ScaleByLionState)
+from jaxsched._logging import (log_values as log_values, monitor as monitor,
+                               MonitorState as MonitorState)
 from jaxsched._lr_finder import (lr_finder as lr_finder, LRFinderResult as LRFinderResult,
                                  plot_lr_finder as plot_lr_finder)
 from jaxsched._muon import (muon as muon, orthogonalize as orthogonalize,
@@ -68,6 +75,7 @@ from jaxsched._schedule_free import (scale_by_debiased_rms as scale_by_debiased_
                                      ScheduleFreeState as ScheduleFreeState)
 from jaxsched._skip import (skip_nonfinite as skip_nonfinite,
                             SkipNonfiniteState as SkipNonfiniteState)
+from jaxsched._spikes import (skip_spikes as skip_spikes, SkipSpikesState as SkipSpikesState)
 from jaxsched._transforms import (add_decayed_weights as add_decayed_weights,
                                   AddDecayedWeightsState as AddDecayedWeightsState, chain as chain,
                                   clip as clip, clip_by_global_norm as clip_by_global_norm,

@@ -105,7 +105,9 @@ def _collect(opt_state: Any, measured: bool) -> list[tuple[str, str, str, Any]]:
         carrier = _CARRIERS.get(type(x))
         if carrier is not None:
             if measured:
-                found.extend((prefix, carrier.owner, k, getattr(x, k)) for k in carrier.measured)
+                # A field a configuration does not measure holds ().
+                found.extend((prefix, carrier.owner, k, getattr(x, k)) for k in carrier.measured
+                             if not (isinstance(getattr(x, k), tuple) and getattr(x, k) == ()))
             elif "hyperparams" in x._fields:
                 found.extend((prefix, carrier.owner, k, v) for k, v in x.hyperparams.items()
                              if not is_schedule(v))

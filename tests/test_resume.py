@@ -50,6 +50,11 @@ def optimizers() -> dict[str, optax.GradientTransformation]:
         "skip(clip+adamw+plateau)": js.skip_nonfinite(js.chain(
             js.clip_by_global_norm(1.0), js.adamw(js.one_cycle(0.05, 20)),
             js.reduce_on_plateau(factor=0.5, patience=1, cooldown=1)), max_consecutive=3),
+        # mid-accumulation at the checkpoint (N odd), spikes skipped (the poisoned steps)
+        "skip_spikes(accumulate+ema+swa)": js.monitor(js.accumulate(js.skip_spikes(js.chain(
+            js.clip_by_global_norm(1.0), js.adamw(js.cosine_decay(0.05, 20)),
+            js.ema_params(0.9), js.swa(start=1)), on="both", window=3, warmup=2,
+            max_consecutive=1), every=2), update_ratio=True),
     }
 
 
@@ -188,6 +193,9 @@ def test_resume_in_fresh_process_is_bitwise_exact(tmp_path):
     assert int(skip.total_skips) == 2 and int(skip.count) == N + M
     assert int(skip.inner_state[1][0].count) == N + M - 2  # adam's count skipped twice
     assert float(skip.inner_state[2].scale) < 1.0
+    spikes = straight["skip_spikes(accumulate+ema+swa)"][1].inner_state
+    assert int(spikes.count) == N + M and int(spikes.inner_state.total_skips) == 2
+    assert int(spikes.inner_state.inner_state[1][0].count) == (N + M) // 2 - 2
 
 
 @pytest.fixture(scope="module")

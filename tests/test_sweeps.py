@@ -149,7 +149,7 @@ def test_training_recipes_examples_run(capsys):
 
     page = pathlib.Path(__file__).resolve().parents[1] / "docs" / "training-recipes.md"
     blocks = re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
-    assert len(blocks) == 8
+    assert len(blocks) == 12
     for code in blocks:
         exec(compile(code, str(page), "exec"), {"__name__": "recipe"})
     out = capsys.readouterr().out
@@ -157,3 +157,5 @@ def test_training_recipes_examples_run(capsys):
     assert "FlatParams(200 arrays in float32[800], float32[6400]) True" in out
     assert "{'bias': 'no_decay', 'w': 'head'}\nTrue\n1\n" in out  # parameter groups
     assert "0.002 1" in out  # a group's learning rate changed every step, one compile
+    assert "True 0" in out  # accumulate equals accumulated_grad; phase 0 after the update
+    assert "{'learning_rate': 0.0001, 'micro_step': 0.0, 'total_skips': 0.0}" in out
