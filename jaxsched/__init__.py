@@ -98,6 +98,7 @@ from jaxsched._transforms import (add_decayed_weights as add_decayed_weights,
 from jaxsched._trust_ratio import (lamb as lamb, lars as lars,
                                    scale_by_trust_ratio as scale_by_trust_ratio,
                                    ScaleByTrustRatioState as ScaleByTrustRatioState)
-from jaxsched._warmup import (cooldown as cooldown, inverse_sqrt as inverse_sqrt, warmup as warmup)
+from jaxsched._warmup import (cooldown as cooldown, inverse_sqrt as inverse_sqrt, warmup as warmup,
+                              warmup_stable_decay as warmup_stable_decay)
 
 __version__ = "0.1.0"
