@@ -30,6 +30,7 @@ from jaxsched._builder import (MaskOrFn, Transformation, Values, check_real_floa
 from jaxsched._hyper import Hyper, carries
 from jaxsched._numerics import float_dtype
 from jaxsched._transforms import add_decayed_weights, chain, ema, scale, scale_by_learning_rate
+from jaxsched._groups import with_groups
 
 Array = jax.Array
 PyTree = Any
@@ -69,6 +70,7 @@ def factored_axes(shape: tuple, factored: bool, min_dim_size_to_factor: int | No
     return None if shape[second] < threshold else (second, largest)
 
 
+@with_groups(tree_arguments=())
 def scale_by_factored_rms(factored: bool = True, decay_rate: Hyper = 0.8, step_offset: int = 0,
                           min_dim_size_to_factor: int | None = None,
                           epsilon: Hyper | None = None, *,
@@ -235,6 +237,7 @@ def _rms(x: Array) -> Array:
     return jnp.sqrt(jnp.mean(jnp.square(x))) if x.size else jnp.zeros([], x.dtype)
 
 
+@with_groups(tree_arguments=())
 def clip_by_block_rms(threshold: Hyper) -> Transformation:
     """Scale each array down so its root mean square is at most `threshold`.
 
@@ -258,6 +261,7 @@ def clip_by_block_rms(threshold: Hyper) -> Transformation:
                           per_array=True)
 
 
+@with_groups(tree_arguments=())
 def scale_by_param_block_rms(min_scale: Hyper = 1e-3) -> Transformation:
     """Multiply each array's update by its parameter's root mean square (at least `min_scale`).
 
@@ -315,6 +319,7 @@ def _pytorch_step(learning_rate: Hyper, weight_decay: Hyper) -> Transformation:
                           needs_params=True)
 
 
+@with_groups(tree_arguments=('weight_decay_mask',))
 def adafactor(learning_rate: Hyper | None = None, min_dim_size_to_factor: int | None = None,
               decay_rate: Hyper = 0.8, decay_offset: int = 0,
               multiply_by_parameter_scale: bool = True, clipping_threshold: Hyper | None = 1.0,

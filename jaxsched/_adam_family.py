@@ -21,6 +21,7 @@ from jaxsched._builder import Buffer, MaskOrFn, Transformation, transformation
 from jaxsched._hyper import Hyper, carries
 from jaxsched._numerics import float_dtype
 from jaxsched._transforms import add_decayed_weights, chain, scale_by_learning_rate
+from jaxsched._groups import with_groups
 
 Array = jax.Array
 PyTree = Any
@@ -128,6 +129,7 @@ def _safe_div(num: Array, den: Array) -> Array:
 
 # ---------------------------------------------------------------- NAdam
 
+@with_groups(tree_arguments=())
 def scale_by_nadam(b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper = 1e-8, *,
                    momentum_decay: Hyper = 4e-3, mu_dtype: Any = None) -> Transformation:
     """Scale by NAdam's Nesterov-momentum moments, as PyTorch's `NAdam` (Dozat, 2016).
@@ -188,6 +190,7 @@ def scale_by_nadam(b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper = 1e-8, *,
         prepare=prepare, finish=lambda hp: {"mu_product": hp.new_product})
 
 
+@with_groups(tree_arguments=())
 def nadam(learning_rate: Hyper, b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper = 1e-8, *,
           momentum_decay: Hyper = 4e-3, weight_decay: Hyper | None = None,
           mu_dtype: Any = None) -> Transformation:
@@ -227,6 +230,7 @@ def nadam(learning_rate: Hyper, b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper =
         return chain(*parts)
 
 
+@with_groups
 def nadamw(learning_rate: Hyper, b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper = 1e-8, *,
            weight_decay: Hyper = 1e-4, mask: MaskOrFn = None, momentum_decay: Hyper = 4e-3,
            mu_dtype: Any = None) -> Transformation:
@@ -266,6 +270,7 @@ def nadamw(learning_rate: Hyper, b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper 
 
 # ---------------------------------------------------------------- RAdam
 
+@with_groups(tree_arguments=())
 def scale_by_radam(b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper = 1e-8, *,
                    threshold: Hyper = 5.0) -> Transformation:
     """Scale by RAdam's rectified moments, as PyTorch's `RAdam` (Liu et al., 2020).
@@ -318,6 +323,7 @@ def scale_by_radam(b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper = 1e-8, *,
                           buffers={"mu": Buffer(), "nu": Buffer()})
 
 
+@with_groups(tree_arguments=())
 def radam(learning_rate: Hyper, b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper = 1e-8, *,
           threshold: Hyper = 5.0, weight_decay: Hyper | None = None,
           decoupled_weight_decay: bool = False) -> Transformation:
@@ -358,6 +364,7 @@ def radam(learning_rate: Hyper, b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper =
 
 # ---------------------------------------------------------------- Adamax
 
+@with_groups(tree_arguments=())
 def scale_by_adamax(b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper = 1e-8) -> Transformation:
     """Scale by Adamax's infinity-norm moments, as PyTorch's `Adamax` (Kingma & Ba, 2015).
 
@@ -393,6 +400,7 @@ def scale_by_adamax(b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper = 1e-8) -> Tr
                           buffers={"mu": Buffer(), "nu": Buffer()})
 
 
+@with_groups(tree_arguments=())
 def adamax(learning_rate: Hyper, b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper = 1e-8, *,
            weight_decay: Hyper | None = None) -> Transformation:
     """Adamax as PyTorch's `torch.optim.Adamax`: p -= lr * scale_by_adamax(g + weight_decay * p).
@@ -418,6 +426,7 @@ def adamax(learning_rate: Hyper, b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper 
 
 # ---------------------------------------------------------------- AMSGrad
 
+@with_groups(tree_arguments=())
 def scale_by_amsgrad(b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper = 1e-8, *,
                      mu_dtype: Any = None) -> Transformation:
     """Scale by AMSGrad's moments, as PyTorch's `Adam(amsgrad=True)` (Reddi et al., 2018).
@@ -459,6 +468,7 @@ def scale_by_amsgrad(b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper = 1e-8, *,
                                    "nu_max": Buffer()})
 
 
+@with_groups(tree_arguments=())
 def amsgrad(learning_rate: Hyper, b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper = 1e-8, *,
             weight_decay: Hyper | None = None, mu_dtype: Any = None) -> Transformation:
     """AMSGrad as PyTorch's `torch.optim.Adam(amsgrad=True)`.
@@ -496,6 +506,7 @@ def _quarter_power(count: Array) -> Array:
     return jnp.asarray(count, float_dtype()) ** 0.25
 
 
+@with_groups(tree_arguments=())
 def scale_by_adopt(b1: Hyper = 0.9, b2: Hyper = 0.9999, eps: Hyper = 1e-6,
                    mu_dtype: Any = None, *, nesterov: bool = False, use_clipping: bool = True,
                    clip_value_fn: Callable[[Array], Array] | None = None) -> Transformation:
@@ -557,6 +568,7 @@ def scale_by_adopt(b1: Hyper = 0.9, b2: Hyper = 0.9999, eps: Hyper = 1e-6,
                           buffers={"mu": Buffer(dtype=mu_dtype), "nu": Buffer()})
 
 
+@with_groups(tree_arguments=())
 def adopt(learning_rate: Hyper, b1: Hyper = 0.9, b2: Hyper = 0.9999, eps: Hyper = 1e-6,
           mu_dtype: Any = None, *, nesterov: bool = False, use_clipping: bool = True,
           clip_value_fn: Callable[[Array], Array] | None = None) -> Transformation:

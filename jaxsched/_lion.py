@@ -11,6 +11,7 @@ from jaxsched import _checks, _hyper
 from jaxsched._builder import Buffer, MaskOrFn, Transformation, transformation
 from jaxsched._hyper import Hyper, carries
 from jaxsched._transforms import add_decayed_weights, chain, scale_by_learning_rate
+from jaxsched._groups import with_groups
 
 Array = jax.Array
 PyTree = Any
@@ -31,6 +32,7 @@ class ScaleByLionState(NamedTuple):
     hyperparams: dict  # {"b1", "b2": float []}
 
 
+@with_groups(tree_arguments=())
 def scale_by_lion(b1: Hyper = 0.9, b2: Hyper = 0.99, mu_dtype: Any = None, *,
                   mode: str = "hard", smooth_beta: float = 1.0) -> Transformation:
     """Scale by the sign of Lion's interpolated momentum (optax's `scale_by_lion`).
@@ -78,6 +80,7 @@ def scale_by_lion(b1: Hyper = 0.9, b2: Hyper = 0.99, mu_dtype: Any = None, *,
                           buffers={"mu": Buffer(dtype=mu_dtype)})
 
 
+@with_groups
 def lion(learning_rate: Hyper, b1: Hyper = 0.9, b2: Hyper = 0.99, mu_dtype: Any = None,
          weight_decay: Hyper = 1e-3, mask: MaskOrFn = None) -> Transformation:
     """Lion (Chen et al., 2023): p -= lr * (sign(b1 * m + (1 - b1) * g) + weight_decay * p).

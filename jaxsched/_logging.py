@@ -37,7 +37,7 @@ class MonitorState(NamedTuple):
     update_ratio: Any  # float [] with update_ratio=True, else (): update_norm / param_norm
 
 
-def monitor(inner: optax.GradientTransformation, update_ratio: bool = False) -> Transformation:
+def monitor(inner: optax.GradientTransformation, *, update_ratio: bool = False) -> Transformation:
     """Wrap `inner` and measure the global norms of what goes in and out.
 
     grad_norm = ||g||          (the gradients given to update, before any clipping)

@@ -21,6 +21,7 @@ from jaxsched._builder import Buffer, MaskOrFn, Transformation, describe, transf
 from jaxsched._hyper import Hyper, carries
 from jaxsched._numerics import float_dtype
 from jaxsched._transforms import add_decayed_weights, chain, scale_by_adam, scale_by_learning_rate
+from jaxsched._groups import with_groups
 
 Array = jax.Array
 PyTree = Any
@@ -118,6 +119,7 @@ def _check_coeffs(owner: str, ns_coeffs: Any) -> tuple:
     return coeffs
 
 
+@with_groups(tree_arguments=())
 def scale_by_muon(ns_coeffs: Any = NS_COEFFS, ns_steps: int = NS_STEPS, beta: Hyper = 0.95,
                   eps: Hyper = 1e-7, mu_dtype: Any = None, *, nesterov: bool = True,
                   adjust_lr_fn: str | None = "original", reshape: str = "first",
@@ -259,6 +261,7 @@ def _muon_leaves(muon_mask: MaskOrFn) -> Callable[[PyTree], PyTree]:
     return select
 
 
+@with_groups(tree_arguments=('weight_decay_mask', 'muon_mask'))
 def muon(learning_rate: Hyper, ns_coeffs: Any = NS_COEFFS, ns_steps: int = NS_STEPS,
          beta: Hyper = 0.95, eps: Hyper = 1e-7, weight_decay: Hyper = 0.1,
          weight_decay_mask: MaskOrFn = None, mu_dtype: Any = None, *, nesterov: bool = True,

@@ -20,6 +20,7 @@ from jaxsched._carry import Copy
 from jaxsched._hyper import Hyper, carries
 from jaxsched._numerics import float_dtype
 from jaxsched._transforms import chain
+from jaxsched._groups import with_groups
 
 Array = jax.Array
 PyTree = Any
@@ -49,6 +50,7 @@ class ScaleByProdigyState(NamedTuple):
     hyperparams: dict  # {"learning_rate", "b1", "b2", "beta3", "eps", ...: float []}
 
 
+@with_groups(tree_arguments=())
 def scale_by_prodigy(learning_rate: Hyper = 1.0, *, b1: Hyper = 0.9, b2: Hyper = 0.999,
                      beta3: Hyper | None = None, eps: Hyper = 1e-8, estim_lr0: Hyper = 1e-6,
                      estim_lr_coef: Hyper = 1.0, weight_decay: Hyper = 0.0,
@@ -172,6 +174,7 @@ def scale_by_prodigy(learning_rate: Hyper = 1.0, *, b1: Hyper = 0.9, b2: Hyper =
         prepare=prepare, finish=lambda hp: dict(hp.values["new"]), needs_params=True)
 
 
+@with_groups(tree_arguments=())
 def prodigy(learning_rate: Hyper = 1.0, *, b1: Hyper = 0.9, b2: Hyper = 0.999,
             beta3: Hyper | None = None, eps: Hyper = 1e-8, estim_lr0: Hyper = 1e-6,
             estim_lr_coef: Hyper = 1.0, weight_decay: Hyper = 0.0, decouple: bool = True,

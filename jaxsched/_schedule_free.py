@@ -33,6 +33,7 @@ from jaxsched._carry import Copy
 from jaxsched._hyper import Hyper, carries
 from jaxsched._numerics import float_dtype
 from jaxsched._transforms import add_decayed_weights, chain
+from jaxsched._groups import with_groups
 
 Array = jax.Array
 PyTree = Any
@@ -71,6 +72,7 @@ class ScaleByDebiasedRmsState(NamedTuple):
     hyperparams: dict  # {"b2", "eps": float []}
 
 
+@with_groups(tree_arguments=())
 def scale_by_debiased_rms(b2: Hyper = 0.999, eps: Hyper = 1e-8,
                           state_dtype: Any = None) -> Transformation:
     """Scale by the bias-corrected root mean square: Adam without its first moment.
@@ -105,6 +107,7 @@ def scale_by_debiased_rms(b2: Hyper = 0.999, eps: Hyper = 1e-8,
                           buffers={"nu": Buffer(dtype=state_dtype)})
 
 
+@with_groups(tree_arguments=())
 def scale_by_schedule_free(learning_rate: Hyper, b1: Hyper = 0.9, *, warmup_steps: int = 0,
                            r: Hyper = 0.0, weight_lr_power: Hyper = 2.0,
                            state_dtype: Any = None) -> Transformation:
@@ -168,6 +171,7 @@ def scale_by_schedule_free(learning_rate: Hyper, b1: Hyper = 0.9, *, warmup_step
         needs_params=True)
 
 
+@with_groups(tree_arguments=())
 def schedule_free_sgd(learning_rate: Hyper = 1.0, warmup_steps: int = 0, b1: Hyper = 0.9,
                       weight_decay: Hyper | None = None, weight_lr_power: Hyper = 2.0,
                       state_dtype: Any = None, *, r: Hyper = 0.0) -> Transformation:
@@ -202,6 +206,7 @@ def schedule_free_sgd(learning_rate: Hyper = 1.0, warmup_steps: int = 0, b1: Hyp
             state_dtype=state_dtype))
 
 
+@with_groups(tree_arguments=())
 def schedule_free_adamw(learning_rate: Hyper = 0.0025, warmup_steps: int = 0, b1: Hyper = 0.9,
                         b2: Hyper = 0.999, eps: Hyper = 1e-8, weight_decay: Hyper | None = None,
                         weight_lr_power: Hyper = 2.0, state_dtype: Any = None, *,

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 from jaxsched import _checks, _hyper
 from jaxsched._builder import MaskOrFn, Transformation, transformation
 from jaxsched._hyper import Hyper, carries
+from jaxsched._groups import with_groups
 from jaxsched._transforms import add_decayed_weights, chain, scale_by_adam, \
     scale_by_learning_rate, trace
 
@@ -36,6 +37,7 @@ def _norm(x: Array, min_norm: Array) -> Array:
     return jnp.where(n <= min_norm, min_norm, n)
 
 
+@with_groups
 def scale_by_trust_ratio(min_norm: Hyper = 0.0, trust_coefficient: Hyper = 1.0,
                          eps: Hyper = 0.0, *, mask: MaskOrFn = None) -> Transformation:
     """Scale each array's update by its trust ratio ||p|| / ||u|| (optax's form).
@@ -81,6 +83,7 @@ def scale_by_trust_ratio(min_norm: Hyper = 0.0, trust_coefficient: Hyper = 1.0,
                            "eps": eps}, step, needs_params=True, mask=mask, per_array=True)
 
 
+@with_groups
 def lamb(learning_rate: Hyper, b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper = 1e-6,
          eps_root: Hyper = 0.0, weight_decay: Hyper = 0.0, mask: MaskOrFn = None
          ) -> Transformation:
@@ -124,6 +127,7 @@ def _bool_mask(mask: Any) -> MaskOrFn:
     return mask
 
 
+@with_groups(tree_arguments=('weight_decay_mask', 'trust_ratio_mask'))
 def lars(learning_rate: Hyper, weight_decay: Hyper = 0.0, weight_decay_mask: Any = True,
          trust_coefficient: Hyper = 0.001, eps: Hyper = 0.0, trust_ratio_mask: Any = True,
          momentum: Hyper = 0.9, nesterov: bool = False) -> Transformation:

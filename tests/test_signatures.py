@@ -24,6 +24,21 @@ MIGRATION = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "migration.m
 KNOWN_DIFFERENCES = {
     ("scale", "factor"): "optax calls it `step_size`",
     ("scale_by_schedule", "schedule"): "optax calls it `step_size_fn`",
+    ("adafactor", "min_dim_size_to_factor"): "None: optax's 128 under convention='optax', "
+                                             "PyTorch's 0 under convention='pytorch'",
+    ("scale_by_factored_rms", "min_dim_size_to_factor"): "as adafactor's",
+    ("adafactor", "eps"): "None: optax's 1e-30 or PyTorch's machine epsilon, by convention",
+    ("scale_by_factored_rms", "epsilon"): "as adafactor's eps",
+    ("adopt", "clip_value_fn"): "None stands for optax's default k**0.25",
+    ("scale_by_adopt", "clip_value_fn"): "as adopt's",
+    ("muon", "eps"): "PyTorch's Muon default 1e-7 (optax.contrib.muon: 1e-8)",
+    ("scale_by_muon", "eps"): "as muon's",
+    ("schedule_free_adamw", "warmup_steps"): "0 where optax says None: no warmup either way",
+    ("schedule_free_sgd", "warmup_steps"): "as schedule_free_adamw's",
+    ("schedule_free_adamw", "weight_decay"): "None where optax says 0.0: no decay either way",
+    ("muon", "weight_decay"): "PyTorch's Muon default 0.1 (optax.contrib.muon: 0.0)",
+    ("muon", "adam_weight_decay"): "PyTorch AdamW's default 0.01 for the non-matrix leaves",
+    ("monitor", "inner"): "a different function from optax.monitor(measures)",
 }
 
 
