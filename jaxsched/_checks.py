@@ -82,8 +82,12 @@ def number(owner: str, name: str, value: Any, *, lo: float | None = None,
             raise ValueError(f"{where} must be finite, got {_show(value)}.")
 
 
-def integer(owner: str, name: str, value: Any, *, lo: int = 0) -> None:
-    """Check an integer count (a Python or NumPy int, or an integer array) >= lo."""
+def integer(owner: str, name: str, value: Any, *, lo: int = 0,
+            hi: int | None = None) -> None:
+    """Check an integer count (a Python or NumPy int, or an integer array) >= lo.
+
+    With `hi`, also <= hi (`INT32_MAX` for a count kept in int32).
+    """
     if is_traced(value):
         return
     where = _where(owner, name)
@@ -91,8 +95,11 @@ def integer(owner: str, name: str, value: Any, *, lo: int = 0) -> None:
         isinstance(value, (np.ndarray, jax.Array)) and np.issubdtype(value.dtype, np.integer))
     if not is_int:
         raise TypeError(f"{where} must be an integer, got {type(value).__name__} {value!r}.")
-    if (np.asarray(value) < lo).any():
+    arr = np.asarray(value) if not isinstance(value, numbers.Integral) else None
+    if (value < lo) if arr is None else (arr < lo).any():
         raise ValueError(f"{where} must be >= {lo}, got {_show(value)}.")
+    if hi is not None and ((value > hi) if arr is None else (arr > hi).any()):
+        raise ValueError(f"{where} must be <= {hi}, got {_show(value)}.")
 
 
 def choice(owner: str, name: str, value: Any, choices: Iterable[str]) -> None:
@@ -150,3 +157,37 @@ def custom(owner: str, name: str, value: Any, condition: Callable[[Any], bool],
         return
     if not condition(value):
         raise ValueError(f"{_where(owner, name)} must {requirement}, got {_show(value)}.")
+
+
+# The largest finite float32 and the smallest positive normal float32: a
+# hyperparameter used in float32 arithmetic must lie within them.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+FLOAT32_TINY = float(np.finfo(np.float32).tiny)
+INT32_MAX = 2**31 - 1
+
+
+def float32_range(owner: str, name: str, value: Any, *, divisor: bool = False) -> None:
+    """Check a number (or every element) is representable in float32.
+
+    `|value| <= FLOAT32_MAX` (3.40282e+38); with `divisor` (a value that
+    divides, such as a step count), a non-zero value must also be >=
+    FLOAT32_TINY (1.17549e-38) in magnitude so that its reciprocal is finite.
+    Run it after `number` (which refuses NaN and the wrong kind).
+    """
+    arr = _numeric_array(owner, name, value)
+    if arr is None:
+        return
+    where = _where(owner, name)
+    with np.errstate(invalid="ignore"):
+        mag = np.abs(arr)
+        if (mag > FLOAT32_MAX).any():
+            raise ValueError(f"{where} must be <= {FLOAT32_MAX:g} in magnitude (float32), "
+                             f"got {_show(value)}.")
+        if divisor and ((mag > 0) & (mag < FLOAT32_TINY)).any():
+            raise ValueError(f"{where} must be >= {FLOAT32_TINY:g} (its reciprocal must be "
+                             f"finite in float32), got {_show(value)}.")
+
+
+def seed(owner: str, name: str, value: Any) -> None:
+    """Check an integer PRNG seed fits 64 bits: in [-2**63, 2**64 - 1]."""
+    integer(owner, name, value, lo=-(2**63), hi=2**64 - 1)

@@ -52,9 +52,12 @@ class Warmup(Schedule):
 
     def _at(self, t):
         w = as_count(self.warmup_steps)
-        target = self.schedule(jnp.zeros((), t.dtype))
+        # One call of the inner schedule at the steps [0, *(t - w)]: calling it
+        # twice would cost time exponential in the depth of nested warmups.
+        later = jnp.ravel(as_step(t - w))
+        both = self.schedule(jnp.concatenate([jnp.zeros((1,), later.dtype), later]))
+        target, after = both[0], both[1:].reshape(t.shape)
         ramp = _ramp(t, w, as_float(self.init_value), target)
-        after = self.schedule(as_step(t - w))
         return jnp.where(t < w, ramp, after)
 
 
