@@ -28,6 +28,7 @@ class Constant(Schedule):
 
     def __post_init__(self):
         _checks.number(self.name, "value", self.value, lo=0)
+        _checks.float32_range(self.name, "value", self.value)
 
     def _at(self, t):
         return jnp.broadcast_to(as_float(self.value), t.shape)
@@ -75,6 +76,9 @@ class PiecewiseConstant(Schedule):
         _checks.increasing(n, "boundaries", self.boundaries)
         for v in self.values:
             _checks.number(n, "values", v, lo=0)
+            _checks.float32_range(n, "values", v)
+        for v in self.boundaries:
+            _checks.float32_range(n, "boundaries", v)
         if len(self.values) != len(self.boundaries) + 1:
             raise ValueError(
                 f"`{n}(values=...)` must have len(boundaries) + 1 = "
@@ -121,6 +125,8 @@ class Join(Schedule):
         if not self.schedules:
             raise ValueError(f"`{n}(schedules=...)` must not be empty, got [].")
         _checks.increasing(n, "boundaries", self.boundaries)
+        for v in self.boundaries:
+            _checks.float32_range(n, "boundaries", v)
         if len(self.boundaries) != len(self.schedules) - 1:
             raise ValueError(
                 f"`{n}(boundaries=...)` must have len(schedules) - 1 = "

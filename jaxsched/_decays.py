@@ -25,8 +25,12 @@ def _progress(t: Array, decay_steps: Any, staircase: bool) -> Array:
     """`t / decay_steps`, floored (exactly, for integers) when `staircase`."""
     if staircase:
         k, _ = split_period(t, decay_steps)
-        return k.astype(float_dtype())
-    return ratio(t, decay_steps)
+        p = k.astype(float_dtype())
+    else:
+        p = ratio(t, decay_steps)
+    # A tiny decay_steps can overflow t / decay_steps: keep it finite, so that
+    # a zero rate times it is 0, not NaN.
+    return jnp.minimum(p, jnp.finfo(float_dtype()).max)
 
 
 def _clamp(t: Array, limit: Any) -> Array:
@@ -41,6 +45,14 @@ def _check_rate_args(owner: str, learning_rate: Any, decay_steps: Any,
                      steps_name: str = "decay_steps") -> None:
     _checks.number(owner, "learning_rate", learning_rate, lo=0)
     _checks.number(owner, steps_name, decay_steps, lo=0, lo_open=True)
+    _checks.float32_range(owner, "learning_rate", learning_rate)
+    _checks.float32_range(owner, steps_name, decay_steps, divisor=True)
+
+
+def _check_floats(owner: str, **values: Any) -> None:
+    """Every value within float32's range (after its `_checks.number` check)."""
+    for name, value in values.items():
+        _checks.float32_range(owner, name, value)
 
 
 @schedule_class("exponential_decay")
@@ -110,6 +122,7 @@ class NaturalExpDecay(Schedule):
     def __post_init__(self):
         _check_rate_args(self.name, self.learning_rate, self.decay_steps)
         _checks.number(self.name, "decay_rate", self.decay_rate, lo=0)
+        _check_floats(self.name, decay_rate=self.decay_rate)
         _checks.boolean(self.name, "staircase", self.staircase)
 
     def _at(self, t):
@@ -146,6 +159,7 @@ class InverseTimeDecay(Schedule):
     def __post_init__(self):
         _check_rate_args(self.name, self.learning_rate, self.decay_steps)
         _checks.number(self.name, "decay_rate", self.decay_rate, lo=0)
+        _check_floats(self.name, decay_rate=self.decay_rate)
         _checks.boolean(self.name, "staircase", self.staircase)
 
     def _at(self, t):
@@ -192,11 +206,13 @@ class PolynomialDecay(Schedule):
         _check_rate_args(self.name, self.learning_rate, self.decay_steps)
         _checks.number(self.name, "end_learning_rate", self.end_learning_rate, lo=0)
         _checks.number(self.name, "power", self.power, lo=0, lo_open=True)
+        _check_floats(self.name, end_learning_rate=self.end_learning_rate, power=self.power)
         _checks.boolean(self.name, "cycle", self.cycle)
 
     def _at(self, t):
         fdt = float_dtype()
-        if self.cycle:
+        exact = is_integer(t) and jnp.issubdtype(as_count(self.decay_steps).dtype, jnp.integer)
+        if self.cycle and exact:
             # For t >= 1: t = q * D + w with w in [1, D], so ceil(t / D) = q + 1
             # and D * ceil(t / D) - t = D - w, computed exactly in integers.
             q, _ = split_period(jnp.maximum(t - 1, 0), self.decay_steps)
@@ -205,6 +221,20 @@ class PolynomialDecay(Schedule):
             periods = (q + 1).astype(fdt)
             frac = remaining / (as_float(self.decay_steps) * periods)
             frac = jnp.where(t == 0, jnp.asarray(1, fdt), frac)
+        elif self.cycle:
+            # TensorFlow's rule for a fractional decay_steps or step:
+            # D' = D * ceil(t / D) (1 at t = 0), frac = 1 - t / D'. The float
+            # ceil is corrected by one either way where t / D rounded across
+            # an integer, so that (p - 1) * D < t <= p * D.
+            tf = t.astype(fdt)
+            d = as_float(self.decay_steps)
+            p = jnp.maximum(jnp.ceil(tf / d), 1)
+            p = jnp.where((p > 1) & ((p - 1) * d >= tf), p - 1, p)
+            p = jnp.where(p * d < tf, p + 1, p)
+            span = d * p
+            # Where t / D overflows, frac = (D' - t) / D' < D / t is 0 in this dtype.
+            frac = jnp.where(jnp.isfinite(span), (span - tf) / jnp.where(
+                jnp.isfinite(span), span, 1), 0)
         else:
             tc = _clamp(t, self.decay_steps)
             frac = (as_count(self.decay_steps) - tc).astype(fdt) / as_float(self.decay_steps)
@@ -341,6 +371,7 @@ class CosineDecayRestarts(Schedule):
         _check_rate_args(self.name, self.learning_rate, self.first_decay_steps,
                          "first_decay_steps")
         _checks.number(self.name, "t_mul", self.t_mul, lo=0, lo_open=True)
+        _checks.float32_range(self.name, "t_mul", self.t_mul, divisor=True)
         _checks.number(self.name, "m_mul", self.m_mul, lo=0, hi=1)
         _checks.number(self.name, "alpha", self.alpha, lo=0, hi=1)
 
@@ -444,6 +475,14 @@ class LinearCosineDecay(Schedule):
         _checks.number(self.name, "num_periods", self.num_periods, lo=0)
         _checks.number(self.name, "alpha", self.alpha, lo=0)
         _checks.number(self.name, "beta", self.beta, lo=0)
+        _check_floats(self.name, num_periods=self.num_periods, alpha=self.alpha, beta=self.beta)
+        values = (self.learning_rate, self.alpha, self.beta)
+        if not any(_checks.is_traced(v) for v in values):
+            lr, alpha, beta = (float(np.max(np.asarray(v, np.float64))) for v in values)
+            _checks.custom(self.name, "learning_rate", self.learning_rate,
+                           lambda _: lr * (1 + alpha + beta) <= _checks.FLOAT32_MAX,
+                           f"keep learning_rate * (1 + alpha + beta) <= "
+                           f"{_checks.FLOAT32_MAX:g} (float32)")
 
     def _parts(self, t: Array, noise: Array | float = 0.0) -> Array:
         tc = _clamp(t, self.decay_steps)
@@ -479,7 +518,9 @@ class NoisyLinearCosineDecay(Schedule):
         `linear_cosine_decay`.
       initial_variance: noise variance at step 0, >= 0.
       variance_decay: decay exponent of the variance, >= 0.
-      seed: an int or a JAX PRNG key.
+      seed: an int in [-2**63, 2**64 - 1] or a JAX PRNG key. A seed outside
+        int32 is kept whole as the threefry key of its 64 bits (shown as
+        `key([high, low])`), never wrapped.
 
     Example:
         >>> import jaxsched as js
@@ -506,8 +547,18 @@ class NoisyLinearCosineDecay(Schedule):
         LinearCosineDecay.__post_init__(self)
         _checks.number(self.name, "initial_variance", self.initial_variance, lo=0)
         _checks.number(self.name, "variance_decay", self.variance_decay, lo=0)
+        _check_floats(self.name, initial_variance=self.initial_variance,
+                      variance_decay=self.variance_decay)
         if not (_is_key(self.seed) or _checks.is_traced(self.seed)):
-            _checks.integer(self.name, "seed", self.seed, lo=-(2**63))
+            _checks.seed(self.name, "seed", self.seed)
+            if np.ndim(self.seed) == 0 and not -(2**31) <= int(self.seed) < 2**31:
+                # JAX would wrap a seed beyond int32 (2**32 + k gives the noise of
+                # k): keep all 64 bits as a threefry key [high word, low word],
+                # the key `jax.random.key(seed)` makes for an int64 seed under x64.
+                whole = int(self.seed) % 2**64
+                data = np.asarray([whole >> 32, whole & 0xFFFFFFFF], np.uint32)
+                object.__setattr__(self, "seed", jax.random.wrap_key_data(
+                    data, impl="threefry2x32"))
 
     def _key(self) -> Array:
         seed = self.seed

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import jax.numpy as jnp
+import numpy as np
 
 from jaxsched import _checks
 from jaxsched._numerics import as_count, as_float, as_step, float_dtype
@@ -47,8 +48,9 @@ class Warmup(Schedule):
     def __post_init__(self):
         n = self.name
         object.__setattr__(self, "schedule", as_schedule(n, "schedule", self.schedule))
-        _checks.integer(n, "warmup_steps", self.warmup_steps, lo=0)
+        _checks.integer(n, "warmup_steps", self.warmup_steps, lo=0, hi=_checks.INT32_MAX)
         _checks.number(n, "init_value", self.init_value, lo=0)
+        _checks.float32_range(n, "init_value", self.init_value)
 
     def _at(self, t):
         w = as_count(self.warmup_steps)
@@ -99,9 +101,18 @@ class WarmupStableDecay(Schedule):
         n = self.name
         _checks.number(n, "peak_value", self.peak_value, lo=0)
         for arg in ("warmup_steps", "stable_steps", "decay_steps"):
-            _checks.integer(n, arg, getattr(self, arg), lo=0)
+            _checks.integer(n, arg, getattr(self, arg), lo=0, hi=_checks.INT32_MAX)
         _checks.number(n, "init_value", self.init_value, lo=0)
         _checks.number(n, "end_value", self.end_value, lo=0)
+        for arg in ("peak_value", "init_value", "end_value"):
+            _checks.float32_range(n, arg, getattr(self, arg))
+        lengths = (self.warmup_steps, self.stable_steps, self.decay_steps)
+        if not any(_checks.is_traced(x) for x in lengths):
+            total = sum(int(np.max(np.asarray(x))) for x in lengths)
+            _checks.custom(n, "decay_steps", self.decay_steps,
+                           lambda _: total <= _checks.INT32_MAX,
+                           f"keep warmup_steps + stable_steps + decay_steps <= "
+                           f"{_checks.INT32_MAX} (int32)")
         _checks.choice(n, "decay", self.decay, ("linear", "cosine", "sqrt"))
 
     def _at(self, t):
@@ -148,7 +159,8 @@ class InverseSqrt(Schedule):
 
     def __post_init__(self):
         _checks.number(self.name, "peak_value", self.peak_value, lo=0)
-        _checks.integer(self.name, "warmup_steps", self.warmup_steps, lo=1)
+        _checks.integer(self.name, "warmup_steps", self.warmup_steps, lo=1, hi=_checks.INT32_MAX)
+        _checks.float32_range(self.name, "peak_value", self.peak_value)
 
     def _at(self, t):
         w = as_count(self.warmup_steps)
