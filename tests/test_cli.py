@@ -121,7 +121,7 @@ def test_show_prints_table_and_sparkline(results):
     rc, stdout, stderr, _ = results["show"]
     assert rc == 0, stderr
     lines = stdout.splitlines()
-    assert lines[0].startswith("piecewise_constant(boundaries=(100, 500)")
+    assert lines[0].startswith("piecewise_constant(boundaries=[100, 500]")
     assert lines[1:6] == ["step  value", "   0  0.1", " 100  0.1", " 101  0.01", "1000  0.001"]
     spark = lines[6]
     assert set(spark.split()[0]) <= set("▁▂▃▄▅▆▇█") and len(spark.split()[0]) == 60

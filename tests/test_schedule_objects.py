@@ -194,7 +194,7 @@ def test_repr_shows_the_call():
     assert repr(js.warmup(js.constant(1.0), 10)) == (
         "warmup(schedule=constant(value=1.0), warmup_steps=10, init_value=0.0)")
     assert repr(js.piecewise_constant([10, 20], [1.0, 0.5, 0.1])) == (
-        "piecewise_constant(boundaries=(10, 20), values=(1.0, 0.5, 0.1))")
+        "piecewise_constant(boundaries=[10, 20], values=[1.0, 0.5, 0.1])")
     assert repr(js.noisy_linear_cosine_decay(0.1, 100, seed=3)) == (
         "noisy_linear_cosine_decay(learning_rate=0.1, decay_steps=100, initial_variance=1.0, "
         "variance_decay=0.55, num_periods=0.5, alpha=0.0, beta=0.001, seed=3)")
