@@ -40,7 +40,8 @@ class OneCycle(Schedule):
 
     Args:
       max_lr: peak learning rate, >= 0.
-      total_steps: number of steps in the cycle, >= 1.
+      total_steps: number of steps in the cycle, an int in [1, 2**31 - 1] (an
+        integer: no gradient).
       pct_start: fraction of the cycle spent increasing, in (0, 1).
       anneal_strategy: "cos" or "linear".
       div_factor: initial = max_lr / div_factor, > 0.

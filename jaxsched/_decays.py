@@ -41,6 +41,28 @@ def _clamp(t: Array, limit: Any) -> Array:
     return jnp.minimum(t.astype(float_dtype()), lim.astype(float_dtype()))
 
 
+@jax.custom_jvp
+def _safe_pow(x: Array, y: Array) -> Array:
+    """`x ** y` for `x >= 0` whose derivatives are finite at `x = 0`.
+
+    d/dx = y * x ** (y - 1) (0 at y = 0; capped at the largest float where it
+    is infinite, x = 0 and y < 1); d/dy = log(x) * x ** y (0 at x = 0). A NaN
+    here would reach every hyperparameter's derivative through forward mode.
+    """
+    return jnp.power(x, y)
+
+
+@_safe_pow.defjvp
+def _safe_pow_jvp(primals, tangents):
+    x, y = primals
+    dx, dy = tangents
+    ans = jnp.power(x, y)
+    top = jnp.finfo(ans.dtype).max
+    dfdx = jnp.where(y == 0, 0, jnp.minimum(y * jnp.power(x, y - 1), top))
+    dfdy = jnp.where(x > 0, jnp.log(jnp.where(x > 0, x, 1)) * ans, 0)
+    return ans, dfdx * dx + dfdy * dy
+
+
 def _check_rate_args(owner: str, learning_rate: Any, decay_steps: Any,
                      steps_name: str = "decay_steps") -> None:
     _checks.number(owner, "learning_rate", learning_rate, lo=0)
@@ -90,7 +112,7 @@ class ExponentialDecay(Schedule):
 
     def _at(self, t):
         p = _progress(t, self.decay_steps, self.staircase)
-        return as_float(self.learning_rate) * jnp.power(as_float(self.decay_rate), p)
+        return as_float(self.learning_rate) * _safe_pow(as_float(self.decay_rate), p)
 
 
 @schedule_class("natural_exp_decay")
@@ -288,10 +310,16 @@ def _pow_by_squaring(base: Array, n: Array, bits: int) -> Array:
     def body(_, carry):  # a rolled loop: unrolled, it takes seconds to compile
         result, base, n = carry
         odd = jnp.mod(n, 2) == 1
-        return jnp.where(odd, result * base, result), base * base, jnp.floor_divide(n, 2)
+        result = jnp.where(odd, result * base, result)
+        # Square only while bits remain: squaring on overflows to inf, and the
+        # zero cotangent of an unused inf makes jax.grad NaN.
+        more = n > 1
+        base = jnp.where(more, base * jnp.where(more, base, 1), base)
+        return result, base, jnp.floor_divide(n, 2)
 
     result = jnp.ones_like(base * n)
-    return lax.fori_loop(0, bits, body, (result, base.astype(result.dtype), n))[0]
+    base = jnp.broadcast_to(base.astype(result.dtype), result.shape)
+    return lax.fori_loop(0, bits, body, (result, base, jnp.broadcast_to(n, result.shape)))[0]
 
 
 def _sat_mul(x: Array, y: Array, top: int) -> tuple[Array, Array]:
@@ -386,7 +414,11 @@ class CosineDecayRestarts(Schedule):
 
         def start(i):
             geometric = a * (_pow_by_squaring(rs, i, 64) - 1) / (rs - 1)
-            return jnp.where(one, a * i, geometric)
+            # At t_mul = 1 the start is a * i; its derivative in t_mul there is
+            # a * i * (i - 1) / 2 (the limit of the geometric sum's), which the
+            # zero-valued `r - stop_gradient(r)` term carries.
+            level = a * (i + i * (i - 1) / 2 * (r - lax.stop_gradient(r)))
+            return jnp.where(one, level, geometric)
 
         def reached(i):
             # tf >= start(i), cross-multiplied: XLA turns a division by a scalar
@@ -403,7 +435,7 @@ class CosineDecayRestarts(Schedule):
         for _ in range(2):  # correct the closed form's rounding at boundaries
             i = i - (~reached(i)).astype(fdt) + reached(i + 1).astype(fdt)
             i = jnp.maximum(i, 0)
-        length = a * jnp.where(one, 1, _pow_by_squaring(rs, i, 64))
+        length = a * _pow_by_squaring(r, i, 64)
         # With t_mul < 1 the periods shrink to nothing at a finite step; past it
         # the length underflows to 0: count the (vanished) period as done.
         f = jnp.where(length > 0, (tf - start(i)) / jnp.where(length > 0, length, 1), 1)
@@ -427,6 +459,11 @@ class CosineDecayRestarts(Schedule):
             s0, _ = _int_period_start(ai, ri, ii)
             length_int = a * jnp.where(one, 1, _pow_by_squaring(rs, ii.astype(fdt), 64))
             f_int = (t - s0).astype(fdt) / length_int
+            # The value is exact; the derivative in first_decay_steps and t_mul
+            # is that of the formula at the same period (s0 is an integer).
+            fi = ii.astype(fdt)
+            formula = (tf - start(fi)) / (a * _pow_by_squaring(r, fi, 64))
+            f_int = lax.stop_gradient(f_int) + (formula - lax.stop_gradient(formula))
             i = jnp.where(whole, ii.astype(fdt), i)
             f = jnp.where(whole, f_int, f)
         return i, jnp.clip(f, 0, 1)
@@ -434,7 +471,7 @@ class CosineDecayRestarts(Schedule):
     def _at(self, t):
         i, f = self._period(t)
         m = as_float(self.m_mul)
-        peak = jnp.where(i == 0, 1, jnp.power(m, i))
+        peak = jnp.where(i == 0, 1, _safe_pow(m, i))
         c = peak * 0.5 * (1 + jnp.cos(jnp.pi * f))
         alpha = as_float(self.alpha)
         return as_float(self.learning_rate) * ((1 - alpha) * c + alpha)
@@ -578,7 +615,10 @@ class NoisyLinearCosineDecay(Schedule):
         eps = eps.reshape(t.shape)
         tc = ratio(_clamp(t, self.decay_steps), 1)
         variance = as_float(self.initial_variance) / jnp.power(1 + tc, as_float(self.variance_decay))
-        return self._parts(t, eps * jnp.sqrt(variance))
+        # sqrt with a zero derivative at variance 0 (infinite there: no NaN).
+        positive = variance > 0
+        std = jnp.where(positive, jnp.sqrt(jnp.where(positive, variance, 1)), 0)
+        return self._parts(t, eps * std)
 
 
 exponential_decay = ExponentialDecay

@@ -129,6 +129,15 @@ class Schedule:
     :func:`schedule_class`. Call the public constructors (`cosine_decay`, ...)
     rather than the classes.
 
+    A schedule is differentiable (`jax.grad`, `jax.jacfwd`) in each of its
+    float hyperparameters wherever its formula is, with finite derivatives at
+    the edges of their ranges (`decay_rate=0`, `alpha=0`, `t_mul=1`, ...).
+    Arguments documented as ints (`warmup_steps`, `total_steps`, the phase
+    lengths of `warmup_stable_decay`, `seed`) have no derivative; step counts
+    that also accept floats (`decay_steps`, `first_decay_steps`, boundaries)
+    are differentiable when given as floats. Schedules nest at most
+    `MAX_DEPTH = 32` deep (a ValueError beyond).
+
     Example:
         >>> import jax, jaxsched as js
         >>> s = js.cosine_decay(0.1, 1000)

@@ -31,7 +31,7 @@ class Warmup(Schedule):
 
     Args:
       schedule: the schedule after warmup (any callable of the step).
-      warmup_steps: length of the warmup, an int >= 0.
+      warmup_steps: length of the warmup, an int in [0, 2**31 - 1] (no gradient).
       init_value: the value at step 0, >= 0.
 
     Example:
@@ -77,7 +77,8 @@ class WarmupStableDecay(Schedule):
 
     Args:
       peak_value: the stable value, >= 0.
-      warmup_steps, stable_steps, decay_steps: phase lengths, ints >= 0.
+      warmup_steps, stable_steps, decay_steps: phase lengths, ints >= 0 with a sum
+        <= 2**31 - 1 (integers: no gradient).
       init_value: value at step 0, >= 0.
       end_value: value at and after the end of the decay, >= 0.
       decay: "linear", "cosine" or "sqrt".
@@ -145,7 +146,7 @@ class InverseSqrt(Schedule):
 
     Args:
       peak_value: value at the end of the warmup, >= 0.
-      warmup_steps: length of the warmup, an int >= 1.
+      warmup_steps: length of the warmup, an int in [1, 2**31 - 1] (no gradient).
 
     Example:
         >>> import jaxsched as js
