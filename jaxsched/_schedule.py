@@ -248,11 +248,14 @@ def nesting_depth(s: Schedule) -> int:
 
 
 def _check_depth(s: Schedule) -> None:
-    depth = 1 + max((nesting_depth(c) for f in dataclasses.fields(s)
-                     for c in _children(getattr(s, f.name))), default=0)
+    depth, field = 1, None
+    for f in dataclasses.fields(s):
+        for c in _children(getattr(s, f.name)):
+            if 1 + nesting_depth(c) > depth:
+                depth, field = 1 + nesting_depth(c), f.name
     if depth > MAX_DEPTH:
-        raise ValueError(f"`{s.name}(...)` nests schedules {depth} deep; at most "
-                         f"MAX_DEPTH = {MAX_DEPTH} levels are allowed.")
+        raise ValueError(f"`{s.name}({field}=...)` must nest schedules at most MAX_DEPTH = "
+                         f"{MAX_DEPTH} deep, got {depth} levels.")
     object.__setattr__(s, "_depth", depth)
 
 
