@@ -413,7 +413,8 @@ class CosineDecayRestarts(Schedule):
         rs = jnp.where(one, 2, r)
 
         def start(i):
-            geometric = a * (_pow_by_squaring(rs, i, 64) - 1) / (rs - 1)
+            # (the unused branch at i = 0: an overflowed r**i would make NaN derivatives)
+            geometric = a * (_pow_by_squaring(rs, jnp.where(one, 0, i), 64) - 1) / (rs - 1)
             # At t_mul = 1 the start is a * i; its derivative in t_mul there is
             # a * i * (i - 1) / 2 (the limit of the geometric sum's), which the
             # zero-valued `r - stop_gradient(r)` term carries.
@@ -461,7 +462,7 @@ class CosineDecayRestarts(Schedule):
             f_int = (t - s0).astype(fdt) / length_int
             # The value is exact; the derivative in first_decay_steps and t_mul
             # is that of the formula at the same period (s0 is an integer).
-            fi = ii.astype(fdt)
+            fi = jnp.where(whole, ii.astype(fdt), 0)  # finite where the value is unused
             formula = (tf - start(fi)) / (a * _pow_by_squaring(r, fi, 64))
             f_int = lax.stop_gradient(f_int) + (formula - lax.stop_gradient(formula))
             i = jnp.where(whole, ii.astype(fdt), i)

@@ -32,6 +32,14 @@ NESTED = {
     "cyclic-no-down": lambda: js.cyclic(0.01, 0.1, 20),
     "piecewise-array-values": lambda: js.piecewise_constant(np.array([10, 20]),
                                                             np.array([1.0, 0.5, 0.25])),
+    # array hyperparameters of several dtypes and 64-bit or raw-key seeds (issue 12)
+    "array-learning-rate-f32": lambda: js.cosine_decay(np.array([0.1], np.float32), 100),
+    "jax-scalar-leaves": lambda: js.exponential_decay(jnp.float32(0.5), jnp.int32(10),
+                                                      jnp.float32(0.25)),
+    "bf16-array": lambda: js.constant(jnp.asarray([0.1], jnp.bfloat16)),
+    "noisy-64bit-seed": lambda: js.noisy_linear_cosine_decay(0.1, 100, seed=2**40 + 3),
+    "noisy-key-data-seed": lambda: js.noisy_linear_cosine_decay(
+        0.1, 100, seed=np.array([1, 2], np.uint32)),
 }
 OBJECTS = {**{c.id: c.make for c in CASES}, **NESTED}
 
