@@ -42,7 +42,10 @@ def _numeric_array(owner: str, name: str, value: Any) -> np.ndarray | None:
     if isinstance(value, bool) or isinstance(value, np.bool_):
         raise TypeError(f"{_where(owner, name)} must be a number, got {value!r}.")
     if isinstance(value, numbers.Real):
-        return np.asarray(float(value))
+        try:
+            return np.asarray(float(value))
+        except OverflowError:  # an int beyond float64: infinite for the range checks
+            return np.asarray(np.inf if value > 0 else -np.inf)
     if isinstance(value, (np.ndarray, np.generic, jax.Array)):
         dtype = np.asarray(value).dtype if not isinstance(value, jax.Array) else value.dtype
         if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)

@@ -216,6 +216,8 @@ BAD = [
      r"^`cosine_decay\(decay_steps=\.\.\.\)` must be <= 3\.40282e\+38 in magnitude \(float32\), got 10000000000000000000000000000000000000000\.$"),
     (js.cosine_decay, dict(learning_rate=np.array([0.1, 1e39]), decay_steps=10), ValueError,
      r"^`cosine_decay\(learning_rate=\.\.\.\)` must be <= 3\.40282e\+38 in magnitude \(float32\), got \[1\.e-01 1\.e\+39\]\.$"),
+    (js.cosine_decay, dict(learning_rate=0.1, decay_steps=10**400), ValueError,
+     r"^`cosine_decay\(decay_steps=\.\.\.\)` must be finite, got 1000+\.$"),
     (js.exponential_decay, dict(learning_rate=0.1, decay_steps=1e-39, decay_rate=0.5),
      ValueError, r"^`exponential_decay\(decay_steps=\.\.\.\)` must be >= 1\.17549e-38 \(its reciprocal must be finite in float32\), got 1e-39\.$"),
     (js.natural_exp_decay, dict(learning_rate=0.1, decay_steps=10, decay_rate=1e39), ValueError,
