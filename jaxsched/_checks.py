@@ -169,6 +169,11 @@ FLOAT32_TINY = float(np.finfo(np.float32).tiny)
 INT32_MAX = 2**31 - 1
 
 
+def count_max() -> int:
+    """The largest step count: int32's (2**31 - 1), int64's under `jax_enable_x64`."""
+    return 2**63 - 1 if jax.config.jax_enable_x64 else INT32_MAX
+
+
 def float32_range(owner: str, name: str, value: Any, *, divisor: bool = False) -> None:
     """Check a number (or every element) is representable in float32.
 

@@ -40,8 +40,8 @@ class OneCycle(Schedule):
 
     Args:
       max_lr: peak learning rate, >= 0.
-      total_steps: number of steps in the cycle, an int in [1, 2**31 - 1] (an
-        integer: no gradient).
+      total_steps: number of steps in the cycle, an int >= 1, at most 2**31 - 1
+        (2**63 - 1 under x64) (an integer: no gradient).
       pct_start: fraction of the cycle spent increasing, in (0, 1).
       anneal_strategy: "cos" or "linear".
       div_factor: initial = max_lr / div_factor, > 0.
@@ -66,7 +66,7 @@ class OneCycle(Schedule):
     def __post_init__(self):
         n = self.name
         _checks.number(n, "max_lr", self.max_lr, lo=0)
-        _checks.integer(n, "total_steps", self.total_steps, lo=1, hi=_checks.INT32_MAX)
+        _checks.integer(n, "total_steps", self.total_steps, lo=1, hi=_checks.count_max())
         _checks.number(n, "pct_start", self.pct_start, lo=0, hi=1, lo_open=True, hi_open=True)
         _checks.choice(n, "anneal_strategy", self.anneal_strategy, ("cos", "linear"))
         _checks.number(n, "div_factor", self.div_factor, lo=0, lo_open=True)
@@ -166,8 +166,8 @@ class Cyclic(Schedule):
         if all(is_integer(x) and not _checks.is_traced(x) for x in sizes):
             total = sum(int(np.max(np.asarray(x))) for x in sizes)
             _checks.custom(n, "step_size_up", self.step_size_up,
-                           lambda _: total <= _checks.INT32_MAX,
-                           f"keep step_size_up + step_size_down <= {_checks.INT32_MAX} as "
+                           lambda _: total <= _checks.count_max(),
+                           f"keep step_size_up + step_size_down <= {_checks.count_max()} as "
                            f"integers (int32; pass floats for longer cycles)")
 
     def _at(self, t):

@@ -31,7 +31,8 @@ class Warmup(Schedule):
 
     Args:
       schedule: the schedule after warmup (any callable of the step).
-      warmup_steps: length of the warmup, an int in [0, 2**31 - 1] (no gradient).
+      warmup_steps: length of the warmup, an int >= 0, at most 2**31 - 1
+        (2**63 - 1 under x64) (no gradient).
       init_value: the value at step 0, >= 0.
 
     Example:
@@ -48,7 +49,7 @@ class Warmup(Schedule):
     def __post_init__(self):
         n = self.name
         object.__setattr__(self, "schedule", as_schedule(n, "schedule", self.schedule))
-        _checks.integer(n, "warmup_steps", self.warmup_steps, lo=0, hi=_checks.INT32_MAX)
+        _checks.integer(n, "warmup_steps", self.warmup_steps, lo=0, hi=_checks.count_max())
         _checks.number(n, "init_value", self.init_value, lo=0)
         _checks.float32_range(n, "init_value", self.init_value)
 
@@ -78,7 +79,7 @@ class WarmupStableDecay(Schedule):
     Args:
       peak_value: the stable value, >= 0.
       warmup_steps, stable_steps, decay_steps: phase lengths, ints >= 0 with a sum
-        <= 2**31 - 1 (integers: no gradient).
+        <= 2**31 - 1 (2**63 - 1 under x64) (integers: no gradient).
       init_value: value at step 0, >= 0.
       end_value: value at and after the end of the decay, >= 0.
       decay: "linear", "cosine" or "sqrt".
@@ -102,7 +103,7 @@ class WarmupStableDecay(Schedule):
         n = self.name
         _checks.number(n, "peak_value", self.peak_value, lo=0)
         for arg in ("warmup_steps", "stable_steps", "decay_steps"):
-            _checks.integer(n, arg, getattr(self, arg), lo=0, hi=_checks.INT32_MAX)
+            _checks.integer(n, arg, getattr(self, arg), lo=0, hi=_checks.count_max())
         _checks.number(n, "init_value", self.init_value, lo=0)
         _checks.number(n, "end_value", self.end_value, lo=0)
         for arg in ("peak_value", "init_value", "end_value"):
@@ -111,9 +112,9 @@ class WarmupStableDecay(Schedule):
         if not any(_checks.is_traced(x) for x in lengths):
             total = sum(int(np.max(np.asarray(x))) for x in lengths)
             _checks.custom(n, "decay_steps", self.decay_steps,
-                           lambda _: total <= _checks.INT32_MAX,
+                           lambda _: total <= _checks.count_max(),
                            f"keep warmup_steps + stable_steps + decay_steps <= "
-                           f"{_checks.INT32_MAX} (int32)")
+                           f"{_checks.count_max()} (the largest step count)")
         _checks.choice(n, "decay", self.decay, ("linear", "cosine", "sqrt"))
 
     def _at(self, t):
@@ -146,7 +147,8 @@ class InverseSqrt(Schedule):
 
     Args:
       peak_value: value at the end of the warmup, >= 0.
-      warmup_steps: length of the warmup, an int in [1, 2**31 - 1] (no gradient).
+      warmup_steps: length of the warmup, an int >= 1, at most 2**31 - 1
+        (2**63 - 1 under x64) (no gradient).
 
     Example:
         >>> import jaxsched as js
@@ -160,7 +162,7 @@ class InverseSqrt(Schedule):
 
     def __post_init__(self):
         _checks.number(self.name, "peak_value", self.peak_value, lo=0)
-        _checks.integer(self.name, "warmup_steps", self.warmup_steps, lo=1, hi=_checks.INT32_MAX)
+        _checks.integer(self.name, "warmup_steps", self.warmup_steps, lo=1, hi=_checks.count_max())
         _checks.float32_range(self.name, "peak_value", self.peak_value)
 
     def _at(self, t):

@@ -277,7 +277,7 @@ BAD = [
     (js.warmup_stable_decay, dict(peak_value=1.0, warmup_steps=2**30, stable_steps=2**30,
                                   decay_steps=2**30), ValueError,
      r"^`warmup_stable_decay\(decay_steps=\.\.\.\)` must keep warmup_steps \+ stable_steps "
-     r"\+ decay_steps <= 2147483647 \(int32\), got 1073741824\.$"),
+     r"\+ decay_steps <= 2147483647 \(the largest step count\), got 1073741824\.$"),
     (js.warmup_stable_decay, dict(peak_value=1e39, warmup_steps=1, stable_steps=1,
                                   decay_steps=1), ValueError,
      r"^`warmup_stable_decay\(peak_value=\.\.\.\)` must be <= 3\.40282e\+38 in magnitude \(float32\), got 1e\+39\.$"),
