@@ -22,6 +22,8 @@ from typing import Any, Callable, Iterable, Iterator
 import jax
 import numpy as np
 
+from jaxsched._numerics import x64 as _x64
+
 # (owner, {primitive argument name: the owner's argument name}) of the public
 # function being built, set by `calling`; None outside any.
 _CALLER: contextvars.ContextVar[tuple[str, dict[str, str]] | None] = contextvars.ContextVar(
@@ -97,7 +99,10 @@ def _numeric_array(owner: str, name: str, value: Any) -> np.ndarray | None:
     if isinstance(value, bool) or isinstance(value, np.bool_):
         raise TypeError(f"{_where(owner, name)} must be a number, got {value!r}.")
     if isinstance(value, numbers.Real):
-        return np.asarray(float(value))
+        try:
+            return np.asarray(float(value))
+        except OverflowError:  # an int beyond float64: infinite for the range checks
+            return np.asarray(np.inf if value > 0 else -np.inf)  # type: ignore[operator]
     if isinstance(value, (np.ndarray, np.generic, jax.Array)):
         dtype = np.asarray(value).dtype if not isinstance(value, jax.Array) else value.dtype
         if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)
@@ -137,8 +142,12 @@ def number(owner: str, name: str, value: Any, *, lo: float | None = None,
             raise ValueError(f"{where} must be finite, got {_show(value)}.")
 
 
-def integer(owner: str, name: str, value: Any, *, lo: int = 0, hi: int | None = None) -> None:
-    """Check an integer count (a Python or NumPy int, or an integer array) in [lo, hi]."""
+def integer(owner: str, name: str, value: Any, *, lo: int = 0,
+            hi: int | None = None) -> None:
+    """Check an integer count (a Python or NumPy int, or an integer array) >= lo.
+
+    With `hi`, also <= hi (`INT32_MAX` for a count kept in int32).
+    """
     if is_traced(value):
         return
     where = _where(owner, name)
@@ -146,9 +155,10 @@ def integer(owner: str, name: str, value: Any, *, lo: int = 0, hi: int | None = 
         isinstance(value, (np.ndarray, jax.Array)) and np.issubdtype(value.dtype, np.integer))
     if not is_int:
         raise TypeError(f"{where} must be an integer, got {type(value).__name__} {value!r}.")
-    if (np.asarray(value) < lo).any():
+    arr = np.asarray(value) if not isinstance(value, numbers.Integral) else None
+    if (value < lo) if arr is None else (arr < lo).any():
         raise ValueError(f"{where} must be >= {lo}, got {_show(value)}.")
-    if hi is not None and (np.asarray(value) > hi).any():
+    if hi is not None and ((value > hi) if arr is None else (arr > hi).any()):
         raise ValueError(f"{where} must be <= {hi}, got {_show(value)}.")
 
 
@@ -222,3 +232,40 @@ def same_length(owner: str, name: str, value: tuple, other: str, length: int) ->
     if len(value) != length:
         raise ValueError(f"{where(owner, name)} must have one entry per {other} ({length}), "
                          f"got {len(value)}.")
+# The largest finite float32 and the smallest positive normal float32: a
+# hyperparameter used in float32 arithmetic must lie within them.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+FLOAT32_TINY = float(np.finfo(np.float32).tiny)
+INT32_MAX = 2**31 - 1
+
+
+def count_max() -> int:
+    """The largest step count: int32's (2**31 - 1), int64's under `jax_enable_x64`."""
+    return 2**63 - 1 if _x64() else INT32_MAX
+
+
+def float32_range(owner: str, name: str, value: Any, *, divisor: bool = False) -> None:
+    """Check a number (or every element) is representable in float32.
+
+    `|value| <= FLOAT32_MAX` (3.40282e+38); with `divisor` (a value that
+    divides, such as a step count), a non-zero value must also be >=
+    FLOAT32_TINY (1.17549e-38) in magnitude so that its reciprocal is finite.
+    Run it after `number` (which refuses NaN and the wrong kind).
+    """
+    arr = _numeric_array(owner, name, value)
+    if arr is None:
+        return
+    where = _where(owner, name)
+    with np.errstate(invalid="ignore"):
+        mag = np.abs(arr)
+        if (mag > FLOAT32_MAX).any():
+            raise ValueError(f"{where} must be <= {FLOAT32_MAX:g} in magnitude (float32), "
+                             f"got {_show(value)}.")
+        if divisor and ((mag > 0) & (mag < FLOAT32_TINY)).any():
+            raise ValueError(f"{where} must be >= {FLOAT32_TINY:g} (its reciprocal must be "
+                             f"finite in float32), got {_show(value)}.")
+
+
+def seed(owner: str, name: str, value: Any) -> None:
+    """Check an integer PRNG seed fits 64 bits: in [-2**63, 2**64 - 1]."""
+    integer(owner, name, value, lo=-(2**63), hi=2**64 - 1)

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from jaxsched._schedule import Schedule, registry
+from jaxsched._schedule import MAX_DEPTH, Schedule, registry
 
 PROG = "jaxsched"
 _HIDDEN = frozenset({"function"})  # wraps Python callables: not writable as an expression
@@ -46,7 +46,7 @@ def _describe(node: ast.AST) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _literal(node: ast.AST, where: str) -> Any:
+def _literal(node: ast.AST, where: str, depth: int = 1) -> Any:
     """The value of a literal argument node, or a nested schedule call."""
     if isinstance(node, ast.Constant):
         if isinstance(node.value, (bool, int, float, str)) or node.value is None:
@@ -54,15 +54,15 @@ def _literal(node: ast.AST, where: str) -> Any:
         raise ExpressionError(f"{where} must be a number, string, bool, None, list or "
                               f"schedule call, got {_describe(node)}")
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-        value = _literal(node.operand, where)
+        value = _literal(node.operand, where, depth)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return -value if isinstance(node.op, ast.USub) else value
     elif isinstance(node, (ast.List, ast.Tuple)):
-        return [_literal(x, where) for x in node.elts]
+        return [_literal(x, where, depth) for x in node.elts]
     elif isinstance(node, ast.Call):
-        return _build(node)
+        return _build(node, depth + 1)
     elif isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Mult, ast.Add)):
-        return _arithmetic(node, where)
+        return _arithmetic(node, where, depth + 1)
     if isinstance(node, ast.Attribute):
         raise ExpressionError(f"attribute access is not allowed: {_describe(node)}")
     if isinstance(node, ast.Name):
@@ -72,9 +72,11 @@ def _literal(node: ast.AST, where: str) -> Any:
                           f"or schedule call), got {_describe(node)}")
 
 
-def _arithmetic(node: ast.BinOp, where: str) -> Any:
+def _arithmetic(node: ast.BinOp, where: str, depth: int) -> Any:
     """`a * b` or `a + b` of schedules and numbers (`product` / `add`)."""
-    left, right = _literal(node.left, where), _literal(node.right, where)
+    if depth > MAX_DEPTH:
+        raise ExpressionError(f"schedules nested more than MAX_DEPTH = {MAX_DEPTH} deep")
+    left, right = _literal(node.left, where, depth), _literal(node.right, where, depth)
     if not (isinstance(left, Schedule) or isinstance(right, Schedule)):
         raise ExpressionError(f"{where} must be a literal (a number, string, bool, None, list "
                               f"or schedule call), got {_describe(node)}")
@@ -84,7 +86,9 @@ def _arithmetic(node: ast.BinOp, where: str) -> Any:
         raise ExpressionError(f"{where}: {_describe(node)}: {' '.join(str(err).split())}") from None
 
 
-def _build(node: ast.Call) -> Schedule:
+def _build(node: ast.Call, depth: int = 1) -> Schedule:
+    if depth > MAX_DEPTH:
+        raise ExpressionError(f"schedules nested more than MAX_DEPTH = {MAX_DEPTH} deep")
     func = node.func
     if isinstance(func, ast.Attribute):
         raise ExpressionError(f"attribute access is not allowed: {_describe(func)}; "
@@ -99,12 +103,12 @@ def _build(node: ast.Call) -> Schedule:
     for i, arg in enumerate(node.args):
         if isinstance(arg, ast.Starred):
             raise ExpressionError(f"{name}(): *arguments are not allowed")
-        args.append(_literal(arg, f"{name}() argument {i + 1}"))
+        args.append(_literal(arg, f"{name}() argument {i + 1}", depth))
     kwargs = {}
     for kw in node.keywords:
         if kw.arg is None:
             raise ExpressionError(f"{name}(): **arguments are not allowed")
-        kwargs[kw.arg] = _literal(kw.value, f"{name}({kw.arg}=...)")
+        kwargs[kw.arg] = _literal(kw.value, f"{name}({kw.arg}=...)", depth)
     cls = registry()[name]
     try:
         inspect.signature(cls).bind(*args, **kwargs)
@@ -204,28 +208,59 @@ def _parse_all(expressions: Sequence[str]) -> dict[str, Schedule]:
     return out
 
 
-def _int_steps(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number of steps, got {text!r}")
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
-    return n
+# Ranges of the numeric options: steps are int32 step counts; the rest are
+# sizes that must fit in memory and on a screen.
+MAX_STEP = 2**31 - 1
+MAX_PLOT_POINTS = 100_000  # `plot --steps N` beyond this draws this many evenly spaced steps
+MAX_SHOW_STEPS = 10_000  # entries of a `show --steps` list
+MAX_WIDTH = 1_000  # sparkline characters
+MAX_DPI = 2_000
+
+
+def _shown(text: str) -> str:
+    return repr(text) if len(text) <= 40 else repr(text[:37] + "...")
+
+
+def _whole(text: str, what: str) -> int:
+    """A decimal whole number (at most 30 digits), or an ArgumentTypeError."""
+    t = text.strip()
+    digits = t[1:] if t[:1] in "+-" else t
+    if not digits.isdigit() or not digits.isascii() or len(digits) > 30:
+        raise argparse.ArgumentTypeError(f"must be {what}, got {_shown(text)}")
+    return int(t)
+
+
+def _ranged(lo: int, hi: int, what: str):
+    """An argparse type: a whole number in [lo, hi]."""
+    def parse(text: str) -> int:
+        n = _whole(text, what)
+        if not lo <= n <= hi:
+            raise argparse.ArgumentTypeError(f"must be in [{lo}, {hi}], got {_shown(text)}")
+        return n
+    parse.__name__ = what  # argparse names the type in some messages
+    return parse
+
+
+_int_steps = _ranged(1, MAX_STEP, "a whole number of steps")
+_width = _ranged(1, MAX_WIDTH, "a whole number of characters")
+_dpi = _ranged(1, MAX_DPI, "a whole number of dots per inch")
 
 
 def _step_list(text: str) -> np.ndarray:
     """`--steps` of `show`: `0,100,1000` or a single `N` (11 steps from 0 to N)."""
+    if text.count(",") >= MAX_SHOW_STEPS:
+        raise argparse.ArgumentTypeError(f"must list at most {MAX_SHOW_STEPS} steps, got "
+                                         f"{text.count(',') + 1}")
     parts = [p.strip() for p in text.split(",") if p.strip()]
-    try:
-        values = [int(p) for p in parts]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"must be comma-separated whole steps like 0,100,1000 or one number, got {text!r}")
+    values = [_whole(p, "comma-separated whole steps like 0,100,1000 or one number")
+              for p in parts]
     if not values:
-        raise argparse.ArgumentTypeError(f"must list at least one step, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must list at least one step, got {_shown(text)}")
     if any(v < 0 for v in values):
-        raise argparse.ArgumentTypeError(f"steps must be >= 0, got {text!r}")
+        raise argparse.ArgumentTypeError(f"steps must be >= 0, got {_shown(text)}")
+    if any(v > MAX_STEP for v in values):
+        raise argparse.ArgumentTypeError(f"steps must be <= {MAX_STEP} (int32), got "
+                                         f"{_shown(text)}")
     if len(values) == 1 and "," not in text:
         n = values[0]
         return np.unique(np.linspace(0, n, 11).round().astype(np.int64))
@@ -243,7 +278,10 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig = plot(schedules, args.steps, title=args.title, log_y=args.log_y)
+    steps = args.steps
+    if steps > MAX_PLOT_POINTS:  # evenly spaced steps, not every one of 2**31
+        steps = np.unique(np.linspace(0, steps, MAX_PLOT_POINTS + 1).round().astype(np.int64))
+    fig = plot(schedules, steps, title=args.title, log_y=args.log_y)
     try:
         fig.savefig(args.output, dpi=args.dpi)
     finally:
@@ -282,11 +320,19 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: `jaxsched show: error: ...`, exit status 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        message = " ".join(message.split())
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of the `jaxsched` command."""
     from jaxsched import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG,
         description="Plot, tabulate and list jaxsched learning-rate schedules. A schedule "
                     "is written as a call, e.g. \"cosine_decay(0.1, 1000, alpha=0.01)\".")
@@ -299,11 +345,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("expressions", nargs="+", metavar="SCHEDULE",
                    help='a schedule call such as "cosine_decay(0.1, 1000)"')
     p.add_argument("--steps", type=_int_steps, default=1000,
-                   help="plot the steps 0..STEPS (default 1000)")
+                   help=f"plot the steps 0..STEPS, in [1, {MAX_STEP}] (default 1000; beyond "
+                        f"{MAX_PLOT_POINTS} steps, {MAX_PLOT_POINTS} evenly spaced ones)")
     p.add_argument("-o", "--output", required=True, help="output file, .png or .svg")
     p.add_argument("--title", default=None, help="figure title")
     p.add_argument("--log-y", action="store_true", help="logarithmic value axis")
-    p.add_argument("--dpi", type=int, default=120, help="PNG resolution (default 120)")
+    p.add_argument("--dpi", type=_dpi, default=120,
+                   help=f"PNG resolution, in [1, {MAX_DPI}] (default 120)")
     p.set_defaults(run=_cmd_plot)
 
     s = sub.add_parser("show", help="print a table of values and a sparkline",
@@ -311,9 +359,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("expressions", nargs="+", metavar="SCHEDULE",
                    help='a schedule call such as "cosine_decay(0.1, 1000)"')
     s.add_argument("--steps", type=_step_list, default=_step_list("1000"),
-                   help="comma-separated steps (0,100,1000), or one number N for 11 "
-                        "evenly spaced steps from 0 to N (default 1000)")
-    s.add_argument("--width", type=_int_steps, default=60, help="sparkline width (default 60)")
+                   help=f"comma-separated steps (0,100,1000), at most {MAX_SHOW_STEPS}, "
+                        f"or one number N for 11 evenly spaced steps from 0 to N; each in "
+                        f"[0, {MAX_STEP}] (default 1000)")
+    s.add_argument("--width", type=_width, default=60,
+                   help=f"sparkline width, in [1, {MAX_WIDTH}] (default 60)")
     s.set_defaults(run=_cmd_show)
 
     ls = sub.add_parser("list", help="list every schedule with its signature",

@@ -10,9 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 import jax.numpy as jnp
+import numpy as np
 
 from jaxsched import _checks
-from jaxsched._numerics import as_count, as_float, float_dtype, split_period
+from jaxsched._numerics import as_count, as_float, float_dtype, is_integer, split_period
 from jaxsched._schedule import Schedule, schedule_class, static
 
 
@@ -39,7 +40,8 @@ class OneCycle(Schedule):
 
     Args:
       max_lr: peak learning rate, >= 0.
-      total_steps: number of steps in the cycle, >= 1.
+      total_steps: number of steps in the cycle, an int >= 1, at most 2**31 - 1
+        (2**63 - 1 under x64) (an integer: no gradient).
       pct_start: fraction of the cycle spent increasing, in (0, 1).
       anneal_strategy: "cos" or "linear".
       div_factor: initial = max_lr / div_factor, > 0.
@@ -64,11 +66,14 @@ class OneCycle(Schedule):
     def __post_init__(self):
         n = self.name
         _checks.number(n, "max_lr", self.max_lr, lo=0)
-        _checks.integer(n, "total_steps", self.total_steps, lo=1)
+        _checks.integer(n, "total_steps", self.total_steps, lo=1, hi=_checks.count_max())
         _checks.number(n, "pct_start", self.pct_start, lo=0, hi=1, lo_open=True, hi_open=True)
         _checks.choice(n, "anneal_strategy", self.anneal_strategy, ("cos", "linear"))
         _checks.number(n, "div_factor", self.div_factor, lo=0, lo_open=True)
         _checks.number(n, "final_div_factor", self.final_div_factor, lo=0, lo_open=True)
+        _checks.float32_range(n, "max_lr", self.max_lr)
+        _checks.float32_range(n, "div_factor", self.div_factor, divisor=True)
+        _checks.float32_range(n, "final_div_factor", self.final_div_factor, divisor=True)
         _checks.boolean(n, "three_phase", self.three_phase)
         if self.three_phase and not (_checks.is_traced(self.pct_start)
                                      or _checks.is_traced(self.total_steps)):
@@ -157,6 +162,19 @@ class Cyclic(Schedule):
             _checks.number(n, "step_size_down", self.step_size_down, lo=0, lo_open=True)
         _checks.choice(n, "mode", self.mode, ("triangular", "triangular2", "exp_range"))
         _checks.number(n, "gamma", self.gamma, lo=0, hi=1, lo_open=True)
+        _checks.float32_range(n, "base_lr", self.base_lr)
+        _checks.float32_range(n, "max_lr", self.max_lr)
+        _checks.float32_range(n, "step_size_up", self.step_size_up, divisor=True)
+        if self.step_size_down is not None:
+            _checks.float32_range(n, "step_size_down", self.step_size_down, divisor=True)
+        sizes = (self.step_size_up, self.step_size_up if self.step_size_down is None
+                 else self.step_size_down)
+        if all(is_integer(x) and not _checks.is_traced(x) for x in sizes):
+            total = sum(int(np.max(np.asarray(x))) for x in sizes)
+            _checks.custom(n, "step_size_up", self.step_size_up,
+                           lambda _: total <= _checks.count_max(),
+                           f"keep step_size_up + step_size_down <= {_checks.count_max()} as "
+                           f"integers (int32; pass floats for longer cycles)")
 
     def _at(self, t):
         base = as_float(self.base_lr)

@@ -25,8 +25,12 @@ def _progress(t: Array, decay_steps: Any, staircase: bool) -> Array:
     """`t / decay_steps`, floored (exactly, for integers) when `staircase`."""
     if staircase:
         k, _ = split_period(t, decay_steps)
-        return k.astype(float_dtype())
-    return ratio(t, decay_steps)
+        p = k.astype(float_dtype())
+    else:
+        p = ratio(t, decay_steps)
+    # A tiny decay_steps can overflow t / decay_steps: keep it finite, so that
+    # a zero rate times it is 0, not NaN.
+    return jnp.minimum(p, jnp.finfo(float_dtype()).max)
 
 
 def _clamp(t: Array, limit: Any) -> Array:
@@ -37,10 +41,40 @@ def _clamp(t: Array, limit: Any) -> Array:
     return jnp.minimum(t.astype(float_dtype()), lim.astype(float_dtype()))
 
 
+@jax.custom_jvp
+def _safe_pow(x: Array, y: Array) -> Array:
+    """`x ** y` for `x >= 0` whose derivatives are finite at `x = 0`.
+
+    d/dx = y * x ** (y - 1) (0 at y = 0; capped at the largest float where it
+    is infinite, x = 0 and y < 1); d/dy = log(x) * x ** y (0 at x = 0). A NaN
+    here would reach every hyperparameter's derivative through forward mode.
+    """
+    return jnp.power(x, y)
+
+
+@_safe_pow.defjvp
+def _safe_pow_jvp(primals, tangents):
+    x, y = primals
+    dx, dy = tangents
+    ans = jnp.power(x, y)
+    top = jnp.finfo(ans.dtype).max
+    dfdx = jnp.where(y == 0, 0, jnp.minimum(y * jnp.power(x, y - 1), top))
+    dfdy = jnp.where(x > 0, jnp.log(jnp.where(x > 0, x, 1)) * ans, 0)
+    return ans, dfdx * dx + dfdy * dy
+
+
 def _check_rate_args(owner: str, learning_rate: Any, decay_steps: Any,
                      steps_name: str = "decay_steps") -> None:
     _checks.number(owner, "learning_rate", learning_rate, lo=0)
     _checks.number(owner, steps_name, decay_steps, lo=0, lo_open=True)
+    _checks.float32_range(owner, "learning_rate", learning_rate)
+    _checks.float32_range(owner, steps_name, decay_steps, divisor=True)
+
+
+def _check_floats(owner: str, **values: Any) -> None:
+    """Every value within float32's range (after its `_checks.number` check)."""
+    for name, value in values.items():
+        _checks.float32_range(owner, name, value)
 
 
 @schedule_class("exponential_decay")
@@ -78,7 +112,7 @@ class ExponentialDecay(Schedule):
 
     def _at(self, t):
         p = _progress(t, self.decay_steps, self.staircase)
-        return as_float(self.learning_rate) * jnp.power(as_float(self.decay_rate), p)
+        return as_float(self.learning_rate) * _safe_pow(as_float(self.decay_rate), p)
 
 
 @schedule_class("natural_exp_decay")
@@ -110,6 +144,7 @@ class NaturalExpDecay(Schedule):
     def __post_init__(self):
         _check_rate_args(self.name, self.learning_rate, self.decay_steps)
         _checks.number(self.name, "decay_rate", self.decay_rate, lo=0)
+        _check_floats(self.name, decay_rate=self.decay_rate)
         _checks.boolean(self.name, "staircase", self.staircase)
 
     def _at(self, t):
@@ -146,6 +181,7 @@ class InverseTimeDecay(Schedule):
     def __post_init__(self):
         _check_rate_args(self.name, self.learning_rate, self.decay_steps)
         _checks.number(self.name, "decay_rate", self.decay_rate, lo=0)
+        _check_floats(self.name, decay_rate=self.decay_rate)
         _checks.boolean(self.name, "staircase", self.staircase)
 
     def _at(self, t):
@@ -192,11 +228,13 @@ class PolynomialDecay(Schedule):
         _check_rate_args(self.name, self.learning_rate, self.decay_steps)
         _checks.number(self.name, "end_learning_rate", self.end_learning_rate, lo=0)
         _checks.number(self.name, "power", self.power, lo=0, lo_open=True)
+        _check_floats(self.name, end_learning_rate=self.end_learning_rate, power=self.power)
         _checks.boolean(self.name, "cycle", self.cycle)
 
     def _at(self, t):
         fdt = float_dtype()
-        if self.cycle:
+        exact = is_integer(t) and jnp.issubdtype(as_count(self.decay_steps).dtype, jnp.integer)
+        if self.cycle and exact:
             # For t >= 1: t = q * D + w with w in [1, D], so ceil(t / D) = q + 1
             # and D * ceil(t / D) - t = D - w, computed exactly in integers.
             q, _ = split_period(jnp.maximum(t - 1, 0), self.decay_steps)
@@ -205,6 +243,20 @@ class PolynomialDecay(Schedule):
             periods = (q + 1).astype(fdt)
             frac = remaining / (as_float(self.decay_steps) * periods)
             frac = jnp.where(t == 0, jnp.asarray(1, fdt), frac)
+        elif self.cycle:
+            # TensorFlow's rule for a fractional decay_steps or step:
+            # D' = D * ceil(t / D) (1 at t = 0), frac = 1 - t / D'. The float
+            # ceil is corrected by one either way where t / D rounded across
+            # an integer, so that (p - 1) * D < t <= p * D.
+            tf = t.astype(fdt)
+            d = as_float(self.decay_steps)
+            p = jnp.maximum(jnp.ceil(tf / d), 1)
+            p = jnp.where((p > 1) & ((p - 1) * d >= tf), p - 1, p)
+            p = jnp.where(p * d < tf, p + 1, p)
+            span = d * p
+            # Where t / D overflows, frac = (D' - t) / D' < D / t is 0 in this dtype.
+            frac = jnp.where(jnp.isfinite(span), (span - tf) / jnp.where(
+                jnp.isfinite(span), span, 1), 0)
         else:
             tc = _clamp(t, self.decay_steps)
             frac = (as_count(self.decay_steps) - tc).astype(fdt) / as_float(self.decay_steps)
@@ -292,22 +344,22 @@ class CosineDecay(Schedule):
         return as_float(self.learning_rate) * ((1 - alpha) * c + alpha)
 
 
-def _safe_pow(x: Array, p: Array) -> Array:
-    """`x ** p` for x >= 0, with 0 ** p = 0 and a finite gradient at x = 0."""
-    positive = x > 0
-    return jnp.where(positive, jnp.power(jnp.where(positive, x, 1), p), 0)
-
-
 @functools.partial(jax.jit, static_argnums=2)
 def _pow_by_squaring(base: Array, n: Array, bits: int) -> Array:
     """`base ** n` for integral `n >= 0` by repeated squaring (exact for exact powers)."""
     def body(_, carry):  # a rolled loop: unrolled, it takes seconds to compile
         result, base, n = carry
         odd = jnp.mod(n, 2) == 1
-        return jnp.where(odd, result * base, result), base * base, jnp.floor_divide(n, 2)
+        result = jnp.where(odd, result * base, result)
+        # Square only while bits remain: squaring on overflows to inf, and the
+        # zero cotangent of an unused inf makes jax.grad NaN.
+        more = n > 1
+        base = jnp.where(more, base * jnp.where(more, base, 1), base)
+        return result, base, jnp.floor_divide(n, 2)
 
     result = jnp.ones_like(base * n)
-    return lax.fori_loop(0, bits, body, (result, base.astype(result.dtype), n))[0]
+    base = jnp.broadcast_to(base.astype(result.dtype), result.shape)
+    return lax.fori_loop(0, bits, body, (result, base, jnp.broadcast_to(n, result.shape)))[0]
 
 
 def _sat_mul(x: Array, y: Array, top: int) -> tuple[Array, Array]:
@@ -387,6 +439,7 @@ class CosineDecayRestarts(Schedule):
         _check_rate_args(self.name, self.learning_rate, self.first_decay_steps,
                          "first_decay_steps")
         _checks.number(self.name, "t_mul", self.t_mul, lo=0, lo_open=True)
+        _checks.float32_range(self.name, "t_mul", self.t_mul, divisor=True)
         _checks.number(self.name, "m_mul", self.m_mul, lo=0, hi=1)
         _checks.number(self.name, "alpha", self.alpha, lo=0, hi=1)
 
@@ -400,8 +453,13 @@ class CosineDecayRestarts(Schedule):
         rs = jnp.where(one, 2, r)
 
         def start(i):
-            geometric = a * (_pow_by_squaring(rs, i, 64) - 1) / (rs - 1)
-            return jnp.where(one, a * i, geometric)
+            # (the unused branch at i = 0: an overflowed r**i would make NaN derivatives)
+            geometric = a * (_pow_by_squaring(rs, jnp.where(one, 0, i), 64) - 1) / (rs - 1)
+            # At t_mul = 1 the start is a * i; its derivative in t_mul there is
+            # a * i * (i - 1) / 2 (the limit of the geometric sum's), which the
+            # zero-valued `r - stop_gradient(r)` term carries.
+            level = a * (i + i * (i - 1) / 2 * (r - lax.stop_gradient(r)))
+            return jnp.where(one, level, geometric)
 
         def reached(i):
             # tf >= start(i), cross-multiplied: XLA turns a division by a scalar
@@ -418,7 +476,7 @@ class CosineDecayRestarts(Schedule):
         for _ in range(2):  # correct the closed form's rounding at boundaries
             i = i - (~reached(i)).astype(fdt) + reached(i + 1).astype(fdt)
             i = jnp.maximum(i, 0)
-        length = a * jnp.where(one, 1, _pow_by_squaring(rs, i, 64))
+        length = a * _pow_by_squaring(r, i, 64)
         # With t_mul < 1 the periods shrink to nothing at a finite step; past it
         # the length underflows to 0: count the (vanished) period as done.
         f = jnp.where(length > 0, (tf - start(i)) / jnp.where(length > 0, length, 1), 1)
@@ -442,6 +500,11 @@ class CosineDecayRestarts(Schedule):
             s0, _ = _int_period_start(ai, ri, ii)
             length_int = a * jnp.where(one, 1, _pow_by_squaring(rs, ii.astype(fdt), 64))
             f_int = (t - s0).astype(fdt) / length_int
+            # The value is exact; the derivative in first_decay_steps and t_mul
+            # is that of the formula at the same period (s0 is an integer).
+            fi = jnp.where(whole, ii.astype(fdt), 0)  # finite where the value is unused
+            formula = (tf - start(fi)) / (a * _pow_by_squaring(r, fi, 64))
+            f_int = lax.stop_gradient(f_int) + (formula - lax.stop_gradient(formula))
             i = jnp.where(whole, ii.astype(fdt), i)
             f = jnp.where(whole, f_int, f)
         return i, jnp.clip(f, 0, 1)
@@ -449,7 +512,7 @@ class CosineDecayRestarts(Schedule):
     def _at(self, t):
         i, f = self._period(t)
         m = as_float(self.m_mul)
-        peak = jnp.where(i == 0, 1, jnp.power(m, i))
+        peak = jnp.where(i == 0, 1, _safe_pow(m, i))
         c = peak * 0.5 * (1 + jnp.cos(jnp.pi * f))
         alpha = as_float(self.alpha)
         return as_float(self.learning_rate) * ((1 - alpha) * c + alpha)
@@ -490,6 +553,14 @@ class LinearCosineDecay(Schedule):
         _checks.number(self.name, "num_periods", self.num_periods, lo=0)
         _checks.number(self.name, "alpha", self.alpha, lo=0)
         _checks.number(self.name, "beta", self.beta, lo=0)
+        _check_floats(self.name, num_periods=self.num_periods, alpha=self.alpha, beta=self.beta)
+        values = (self.learning_rate, self.alpha, self.beta)
+        if not any(_checks.is_traced(v) for v in values):
+            lr, alpha, beta = (float(np.max(np.asarray(v, np.float64))) for v in values)
+            _checks.custom(self.name, "learning_rate", self.learning_rate,
+                           lambda _: lr * (1 + alpha + beta) <= _checks.FLOAT32_MAX,
+                           f"keep learning_rate * (1 + alpha + beta) <= "
+                           f"{_checks.FLOAT32_MAX:g} (float32)")
 
     def _parts(self, t: Array, noise: Array | float = 0.0) -> Array:
         tc = _clamp(t, self.decay_steps)
@@ -525,7 +596,9 @@ class NoisyLinearCosineDecay(Schedule):
         `linear_cosine_decay`.
       initial_variance: noise variance at step 0, >= 0.
       variance_decay: decay exponent of the variance, >= 0.
-      seed: an int or a JAX PRNG key.
+      seed: an int in [-2**63, 2**64 - 1] or a JAX PRNG key. A seed outside
+        int32 is kept whole as the threefry key of its 64 bits (shown as
+        `key([high, low])`), never wrapped.
 
     Example:
         >>> import jaxsched as js
@@ -552,8 +625,18 @@ class NoisyLinearCosineDecay(Schedule):
         LinearCosineDecay.__post_init__(self)
         _checks.number(self.name, "initial_variance", self.initial_variance, lo=0)
         _checks.number(self.name, "variance_decay", self.variance_decay, lo=0)
+        _check_floats(self.name, initial_variance=self.initial_variance,
+                      variance_decay=self.variance_decay)
         if not (_is_key(self.seed) or _checks.is_traced(self.seed)):
-            _checks.integer(self.name, "seed", self.seed, lo=-(2**63))
+            _checks.seed(self.name, "seed", self.seed)
+            if np.ndim(self.seed) == 0 and not -(2**31) <= int(self.seed) < 2**31:
+                # JAX would wrap a seed beyond int32 (2**32 + k gives the noise of
+                # k): keep all 64 bits as a threefry key [high word, low word],
+                # the key `jax.random.key(seed)` makes for an int64 seed under x64.
+                whole = int(self.seed) % 2**64
+                data = np.asarray([whole >> 32, whole & 0xFFFFFFFF], np.uint32)
+                object.__setattr__(self, "seed", jax.random.wrap_key_data(
+                    data, impl="threefry2x32"))
 
     def _key(self) -> Array:
         seed = self.seed
@@ -573,7 +656,10 @@ class NoisyLinearCosineDecay(Schedule):
         eps = eps.reshape(t.shape)
         tc = ratio(_clamp(t, self.decay_steps), 1)
         variance = as_float(self.initial_variance) / jnp.power(1 + tc, as_float(self.variance_decay))
-        return self._parts(t, eps * jnp.sqrt(variance))
+        # sqrt with a zero derivative at variance 0 (infinite there: no NaN).
+        positive = variance > 0
+        std = jnp.where(positive, jnp.sqrt(jnp.where(positive, variance, 1)), 0)
+        return self._parts(t, eps * std)
 
 
 exponential_decay = ExponentialDecay

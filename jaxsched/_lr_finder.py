@@ -60,6 +60,10 @@ def _check_args(min_lr: Any, max_lr: Any, num_steps: Any, smoothing: Any,
     _checks.integer(owner, "num_steps", num_steps, lo=2)
     _checks.number(owner, "smoothing", smoothing, lo=0, hi=1, hi_open=True)
     _checks.number(owner, "diverge_factor", diverge_factor, lo=1, lo_open=True)
+    _checks.float32_range(owner, "min_lr", min_lr, divisor=True)
+    _checks.float32_range(owner, "max_lr", max_lr)
+    _checks.float32_range(owner, "diverge_factor", diverge_factor)
+    _checks.integer(owner, "num_steps", num_steps, lo=2, hi=_checks.INT32_MAX)
 
 
 def _take_batches(batches: Any, num_steps: int) -> PyTree:
@@ -90,8 +94,11 @@ def lr_finder(loss_fn: Callable[[PyTree, Any], jax.Array], params: PyTree,
     smoothed_k = avg_k / (1 - smoothing ** (k + 1))                    (bias-corrected)
 
     The run diverges at the first step where `smoothed_k` is not finite or
-    exceeds `diverge_factor` times the best smoothed loss so far; from there
-    on the parameters are frozen and the points are masked (NaN). The
+    exceeds the best smoothed loss so far by more than
+    `(diverge_factor - 1) * |best|`, which for a positive loss is
+    `diverge_factor` times the best (the fastai rule) and works for a loss of
+    either sign; from there on the parameters are frozen and the points are
+    masked (NaN). The
     suggestion is the learning rate where the smoothed loss falls fastest
     against `log(lr)` (the most negative `np.gradient`) over the valid points,
     leaving out the first tenth and the last five of them as fastai does.
@@ -114,8 +121,9 @@ def lr_finder(loss_fn: Callable[[PyTree, Any], jax.Array], params: PyTree,
       num_steps: number of steps, an int >= 2.
       smoothing: exponential smoothing factor of the loss, in [0, 1); 0 means
         no smoothing.
-      diverge_factor: divergence threshold as a multiple of the best smoothed
-        loss, > 1 (4 as fastai and `torch-lr-finder`).
+      diverge_factor: divergence threshold: the smoothed loss may rise above the
+        best by `(diverge_factor - 1) * |best|`, > 1 (4 as fastai and
+        `torch-lr-finder`, for a positive loss).
 
     Returns:
       An `LRFinderResult(learning_rates, losses, raw_losses, suggestion,
@@ -171,7 +179,9 @@ def lr_finder(loss_fn: Callable[[PyTree, Any], jax.Array], params: PyTree,
             avg_new = beta * avg + (1 - beta) * loss
             kf = (k + 1).astype(fdt)
             smoothed = avg_new / (1 - jnp.asarray(beta, fdt) ** kf)
-            bad = ~jnp.isfinite(smoothed) | (smoothed > factor * best)
+            # Relative to the loss's own scale |best|, for either sign of the loss
+            # (`smoothed > factor * best` would stop at once on a negative loss).
+            bad = ~jnp.isfinite(smoothed) | (smoothed - best > (factor - 1) * jnp.abs(best))
             diverged = diverged | bad
             best = jnp.where(diverged, best, jnp.minimum(best, smoothed))
             opt = optimizer_factory(lr)

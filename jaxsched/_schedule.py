@@ -16,6 +16,7 @@ reach a check.
 from __future__ import annotations
 
 import dataclasses
+import reprlib
 import sys
 from typing import Any, Callable, ClassVar, TypeVar
 
@@ -37,6 +38,13 @@ Array = jax.Array
 _REGISTRY: dict[str, type["Schedule"]] = {}
 # The key naming the schedule in a config; no schedule has an argument of this name.
 CONFIG_KEY = "type"
+# The key of an array in a config: {"array": nested lists, "dtype": "float32"}.
+ARRAY_KEY = "array"
+# The deepest nesting of schedules (a schedule holding a schedule holding ...)
+# that constructors, configs and the command line accept: evaluation, repr,
+# hashing, equality, pickling and config loading recurse once per level, so a
+# bound keeps them clear of Python's recursion limit.
+MAX_DEPTH = 32
 
 
 def static(default: Any = dataclasses.MISSING) -> Any:
@@ -63,18 +71,22 @@ def _to_config_value(v: Any) -> Any:
     if isinstance(v, (jax.Array, np.ndarray, np.generic)):
         if jnp.issubdtype(v.dtype, jax.dtypes.prng_key):
             return _key_config(v)  # type: ignore[arg-type]
-        return np.asarray(v).tolist()
+        # The dtype travels with the numbers, so the loaded schedule is equal.
+        arr = np.asarray(v)
+        return {ARRAY_KEY: arr.tolist(), "dtype": arr.dtype.name}
     return v
 
 
-def _from_config_value(v: Any) -> Any:
+def _from_config_value(v: Any, depth: int = 0) -> Any:
     if isinstance(v, dict) and CONFIG_KEY in v:
-        return schedule_from_config(v)
+        return _from_config(v, depth + 1)
     if isinstance(v, dict) and "prng_key" in v:
         data = jnp.asarray(v["prng_key"], dtype=jnp.uint32)
         return jax.random.wrap_key_data(data, impl=v.get("impl"))
+    if isinstance(v, dict) and ARRAY_KEY in v:
+        return np.asarray(v[ARRAY_KEY], dtype=jnp.dtype(v.get("dtype", "float64")))
     if isinstance(v, list):
-        return tuple(_from_config_value(x) for x in v)
+        return tuple(_from_config_value(x, depth) for x in v)
     return v
 
 
@@ -105,7 +117,9 @@ def _leaf_hash(v: Any) -> int:
     if hasattr(v, "dtype") and jnp.issubdtype(v.dtype, jax.dtypes.prng_key):
         v = jax.random.key_data(v)
     arr = np.asarray(v)
-    return hash(arr.item()) if arr.ndim == 0 else hash(arr.tobytes())
+    # By value, not by bytes: equal leaves of different dtypes (float32 0.5 and
+    # float64 0.5, an int 2 and a float 2.0) compare equal, so they hash equal.
+    return hash(arr.item()) if arr.ndim == 0 else hash((arr.shape, tuple(arr.ravel().tolist())))
 
 
 def _show(v: Any) -> str:
@@ -127,6 +141,15 @@ class Schedule:
     Subclasses are frozen dataclasses registered as pytrees by
     :func:`schedule_class`. Call the public constructors (`cosine_decay`, ...)
     rather than the classes.
+
+    A schedule is differentiable (`jax.grad`, `jax.jacfwd`) in each of its
+    float hyperparameters wherever its formula is, with finite derivatives at
+    the edges of their ranges (`decay_rate=0`, `alpha=0`, `t_mul=1`, ...).
+    Arguments documented as ints (`warmup_steps`, `total_steps`, the phase
+    lengths of `warmup_stable_decay`, `seed`) have no derivative; step counts
+    that also accept floats (`decay_steps`, `first_decay_steps`, boundaries)
+    are differentiable when given as floats. Schedules nest at most
+    `MAX_DEPTH = 32` deep (a ValueError beyond).
 
     Example:
         >>> import jax, jaxsched as js
@@ -217,15 +240,60 @@ def schedule_from_config(config: dict[str, Any]) -> Schedule:
         >>> js.schedule_from_config(s.to_config()) == s
         True
     """
+    return _from_config(config, 1)
+
+
+def _from_config(config: Any, depth: int) -> Schedule:
     if not isinstance(config, dict) or CONFIG_KEY not in config:
         raise ValueError(f"`schedule_from_config(config=...)` must be a dict with a "
-                         f"{CONFIG_KEY!r} key, got {config!r}.")
+                         f"{CONFIG_KEY!r} key, got {_short(config)}.")
+    if depth > MAX_DEPTH:
+        raise ValueError(f"`schedule_from_config(config=...)` nests schedules more than "
+                         f"MAX_DEPTH = {MAX_DEPTH} deep.")
     name = config[CONFIG_KEY]
-    if name not in _REGISTRY:
+    if not isinstance(name, str) or name not in _REGISTRY:
         raise ValueError(f"`schedule_from_config(config=...)` names an unknown schedule "
-                         f"{name!r}; known: {', '.join(sorted(_REGISTRY))}.")
-    kwargs = {k: _from_config_value(v) for k, v in config.items() if k != CONFIG_KEY}
+                         f"{_short(name)}; known: {', '.join(sorted(_REGISTRY))}.")
+    kwargs = {k: _from_config_value(v, depth) for k, v in config.items() if k != CONFIG_KEY}
     return _REGISTRY[name](**kwargs)
+
+
+def _short(v: Any) -> str:
+    """`repr(v)` cut to 80 characters (a config can be arbitrarily large)."""
+    text = reprlib.repr(v)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _children(v: Any):
+    """The schedules directly inside a field value (a schedule or a tuple of them)."""
+    if isinstance(v, Schedule):
+        yield v
+    elif isinstance(v, (tuple, list)):
+        for x in v:
+            if isinstance(x, Schedule):
+                yield x
+
+
+def nesting_depth(s: Schedule) -> int:
+    """1 for a schedule without inner schedules, 1 + the deepest inner one otherwise."""
+    depth = s.__dict__.get("_depth")
+    if depth is None:  # rebuilt by unflatten or unpickling: computed once, then kept
+        depth = 1 + max((nesting_depth(c) for f in dataclasses.fields(s)  # type: ignore[arg-type]
+                         for c in _children(getattr(s, f.name))), default=0)
+        object.__setattr__(s, "_depth", depth)
+    return depth
+
+
+def _check_depth(s: Schedule) -> None:
+    depth, field = 1, None
+    for f in dataclasses.fields(s):  # type: ignore[arg-type]
+        for c in _children(getattr(s, f.name)):
+            if 1 + nesting_depth(c) > depth:
+                depth, field = 1 + nesting_depth(c), f.name
+    if depth > MAX_DEPTH:
+        raise ValueError(f"`{s.name}({field}=...)` must nest schedules at most MAX_DEPTH = "
+                         f"{MAX_DEPTH} deep, got {depth} levels.")
+    object.__setattr__(s, "_depth", depth)
 
 
 def registry() -> dict[str, type[Schedule]]:
@@ -245,6 +313,14 @@ def schedule_class(name: str) -> Callable[[type[_S]], type[_S]]:
     """
 
     def wrap(cls: Any) -> Any:
+        validate = getattr(cls, "__post_init__", None)
+
+        def __post_init__(self):
+            if validate is not None:
+                validate(self)
+            _check_depth(self)  # after validation, which may wrap inner callables
+
+        cls.__post_init__ = __post_init__
         cls = dataclasses.dataclass(frozen=True, eq=False, repr=False)(cls)
         cls.name = name
         fields = dataclasses.fields(cls)

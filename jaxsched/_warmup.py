@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import jax.numpy as jnp
+import numpy as np
 
 from jaxsched import _checks
 from jaxsched._numerics import as_count, as_float, as_step, float_dtype, split_period
@@ -65,7 +66,8 @@ class Warmup(Schedule):
 
     Args:
       schedule: the schedule after warmup (any callable of the step).
-      warmup_steps: length of the warmup, an int >= 0.
+      warmup_steps: length of the warmup, an int >= 0, at most 2**31 - 1
+        (2**63 - 1 under x64) (no gradient).
       init_value: the value at step 0, >= 0 (> 0 for "exponential").
       mode: the warmup's shape, "linear", "cosine", "sqrt" (Hugging Face's
         "1-sqrt") or "exponential" (geometric, as Keras' and T5X's exponential
@@ -92,15 +94,17 @@ class Warmup(Schedule):
     def __post_init__(self):
         n = self.name
         object.__setattr__(self, "schedule", as_schedule(n, "schedule", self.schedule))
-        _checks.integer(n, "warmup_steps", self.warmup_steps, lo=0)
+        _checks.integer(n, "warmup_steps", self.warmup_steps, lo=0, hi=_checks.count_max())
         _checks.choice(n, "mode", self.mode, WARMUP_MODES)
         lo_open = self.mode == "exponential"
         _checks.number(n, "init_value", self.init_value, lo=0, lo_open=lo_open)
+        _checks.float32_range(n, "init_value", self.init_value)
 
     def _at(self, t):
         w = as_count(self.warmup_steps)
-        # One evaluation of the schedule: during the warmup max(t - w, 0) = 0,
-        # so `after` is the warmup's target schedule(0).
+        # One evaluation of the schedule (calling it twice would cost time
+        # exponential in the depth of nested warmups): during the warmup
+        # max(t - w, 0) = 0, so `after` is the warmup's target schedule(0).
         after = self.schedule(as_step(t - w))
         ramp = _rise(t, w, as_float(self.init_value), after, self.mode)
         return jnp.where(t < w, ramp, after)
@@ -129,7 +133,8 @@ class WarmupStableDecay(Schedule):
 
     Args:
       peak_value: the stable value, >= 0.
-      warmup_steps, stable_steps, decay_steps: phase lengths, ints >= 0.
+      warmup_steps, stable_steps, decay_steps: phase lengths, ints >= 0 with a sum
+        <= 2**31 - 1 (2**63 - 1 under x64) (integers: no gradient).
       init_value: value at step 0, >= 0.
       end_value: value at and after the end of the decay, >= 0.
       decay: "linear", "cosine" or "sqrt".
@@ -165,9 +170,18 @@ class WarmupStableDecay(Schedule):
         n = self.name
         _checks.number(n, "peak_value", self.peak_value, lo=0)
         for arg in ("warmup_steps", "stable_steps", "decay_steps"):
-            _checks.integer(n, arg, getattr(self, arg), lo=0)
+            _checks.integer(n, arg, getattr(self, arg), lo=0, hi=_checks.count_max())
         _checks.number(n, "init_value", self.init_value, lo=0)
         _checks.number(n, "end_value", self.end_value, lo=0)
+        for arg in ("peak_value", "init_value", "end_value"):
+            _checks.float32_range(n, arg, getattr(self, arg))
+        lengths = (self.warmup_steps, self.stable_steps, self.decay_steps)
+        if not any(_checks.is_traced(x) for x in lengths):
+            total = sum(int(np.max(np.asarray(x))) for x in lengths)
+            _checks.custom(n, "decay_steps", self.decay_steps,
+                           lambda _: total <= _checks.count_max(),
+                           f"keep warmup_steps + stable_steps + decay_steps <= "
+                           f"{_checks.count_max()} (the largest step count)")
         _checks.choice(n, "decay", self.decay, ("linear", "cosine", "sqrt"))
         _checks.choice(n, "warmup", self.warmup, ("linear", "cosine", "sqrt"))
         if self.num_cycles is not None:
@@ -218,7 +232,8 @@ class InverseSqrt(Schedule):
 
     Args:
       peak_value: value at the end of the warmup, >= 0.
-      warmup_steps: length of the warmup, an int >= 0 (>= 1 without `timescale`).
+      warmup_steps: length of the warmup, an int >= 0 (>= 1 without `timescale`), at most
+        2**31 - 1 (2**63 - 1 under x64) (no gradient).
       timescale: steps over which the rate falls by sqrt(2) from t + shift = timescale, > 0.
       shift: added to the step in the decay; warmup_steps + shift must be > 0.
       min_value: floor of the decay, >= 0 (the warmup starts below it).
@@ -242,18 +257,22 @@ class InverseSqrt(Schedule):
     def __post_init__(self):
         n = self.name
         _checks.number(n, "peak_value", self.peak_value, lo=0)
+        _checks.float32_range(n, "peak_value", self.peak_value)
         _checks.integer(n, "warmup_steps", self.warmup_steps,
-                        lo=1 if self.timescale is None else 0)
+                        lo=1 if self.timescale is None else 0, hi=_checks.count_max())
         if self.timescale is not None:
             _checks.number(n, "timescale", self.timescale, lo=0, lo_open=True)
+            _checks.float32_range(n, "timescale", self.timescale, divisor=True)
         if self.shift is not None:
             _checks.number(n, "shift", self.shift)
+            _checks.float32_range(n, "shift", self.shift)
             if not (_checks.is_traced(self.shift) or _checks.is_traced(self.warmup_steps)):
                 w = float(self.warmup_steps)
                 _checks.custom(n, "shift", self.shift, lambda v: w + float(v) > 0,
                                f"be > -warmup_steps = {-w:g}")
         if self.min_value is not None:
             _checks.number(n, "min_value", self.min_value, lo=0)
+            _checks.float32_range(n, "min_value", self.min_value)
 
     def _at(self, t):
         fdt = float_dtype()

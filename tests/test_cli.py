@@ -121,7 +121,7 @@ def test_show_prints_table_and_sparkline(results):
     rc, stdout, stderr, _ = results["show"]
     assert rc == 0, stderr
     lines = stdout.splitlines()
-    assert lines[0].startswith("piecewise_constant(boundaries=(100, 500)")
+    assert lines[0].startswith("piecewise_constant(boundaries=[100, 500]")
     assert lines[1:6] == ["step  value", "   0  0.1", " 100  0.1", " 101  0.01", "1000  0.001"]
     spark = lines[6]
     assert set(spark.split()[0]) <= set("▁▂▃▄▅▆▇█") and len(spark.split()[0]) == 60
@@ -176,7 +176,88 @@ def test_version(capsys):
 def test_usage_errors_exit_2(capsys, args):
     rc, _, stderr = _main(capsys, *args)
     assert rc == 2
-    assert "usage: jaxsched" in stderr and "Traceback" not in stderr
+    assert stderr.startswith("jaxsched") and ": error: " in stderr
+    assert stderr.count("\n") == 1 and "Traceback" not in stderr
+
+
+# Out-of-range numbers on the command line: (args, text the one-line message must contain).
+BAD_OPTIONS = [
+    (("show", "constant(0.5)", "--steps", "1,100000000000000000000000"),
+     "steps must be <= 2147483647 (int32)"),
+    (("show", "constant(0.5)", "--steps", "1,10**23"),
+     "must be comma-separated whole steps like 0,100,1000 or one number, got '10**23'"),
+    (("show", "constant(0.5)", "--steps", "2147483648"), "steps must be <= 2147483647"),
+    (("show", "constant(0.5)", "--steps", "1" * 5000), "must be comma-separated whole steps"),
+    (("show", "constant(0.5)", "--steps", ",".join(["1"] * 10_001)), "at most 10000 steps"),
+    (("show", "constant(0.5)", "--steps", "1e9"), "must be comma-separated whole steps"),
+    (("show", "constant(0.5)", "--steps", ""), "must list at least one step"),
+    (("show", "constant(0.5)", "--width", "1000000000000"), "must be in [1, 1000]"),
+    (("show", "constant(0.5)", "--width", "0"), "must be in [1, 1000]"),
+    (("show", "constant(0.5)", "--width", "-3"), "must be in [1, 1000]"),
+    (("show", "constant(0.5)", "--width", "nan"), "must be a whole number of characters"),
+    (("plot", "constant(0.5)", "-o", "x.png", "--steps", "1000000000000"),
+     "must be in [1, 2147483647]"),
+    (("plot", "constant(0.5)", "-o", "x.png", "--steps", "0"), "must be in [1, 2147483647]"),
+    (("plot", "constant(0.5)", "-o", "x.png", "--dpi", "100000"), "must be in [1, 2000]"),
+    (("plot", "constant(0.5)", "-o", "x.png", "--dpi", "0"), "must be in [1, 2000]"),
+    (("plot", "constant(0.5)", "-o", "x.png", "--dpi", "12.5"),
+     "must be a whole number of dots per inch"),
+]
+
+
+@pytest.mark.parametrize("args,message", BAD_OPTIONS,
+                         ids=[" ".join(a)[:60] for a, _ in BAD_OPTIONS])
+def test_out_of_range_options_exit_2_with_one_line(capsys, args, message):
+    rc, stdout, stderr = _main(capsys, *args)
+    assert rc == 2 and stdout == ""
+    assert stderr.count("\n") == 1, stderr
+    assert stderr.startswith("jaxsched ") and "Traceback" not in stderr
+    assert message in stderr, stderr
+
+
+# Out-of-range hyperparameters and nesting inside an expression.
+BAD_NUMBERS = [
+    ("cosine_decay(1e39, 100)", "`cosine_decay(learning_rate=...)` must be <= 3.40282e+38"),
+    ("cosine_decay(0.1, 1e-50)", "`cosine_decay(decay_steps=...)` must be >= 1.17549e-38"),
+    ("cosine_decay(0.1, 1e400)", "`cosine_decay(decay_steps=...)` must be finite"),
+    ("warmup(constant(1.0), 10000000000)", "`warmup(warmup_steps=...)` must be <= 2147483647"),
+    ("one_cycle(0.1, 4294967296)", "`one_cycle(total_steps=...)` must be <= 2147483647"),
+    ("noisy_linear_cosine_decay(0.1, 10, seed=18446744073709551616)",
+     "`noisy_linear_cosine_decay(seed=...)` must be <= 18446744073709551615"),
+    ("piecewise_constant([1e39], [0.1, 0.2])",
+     "`piecewise_constant(boundaries=...)` must be <= 3.40282e+38"),
+    ("cosine_decay(0.1, " + "9" * 5000 + ")", "cannot parse"),
+    ("warmup(" * 40 + "constant(1.0)" + ", 1)" * 40, "nested more than MAX_DEPTH = 32 deep"),
+    ("[" * 150 + "]" * 150, "expected a schedule call"),
+    ("cosine_decay(" + "-" * 5000 + "1, 10)", "jaxsched: error: "),  # parser or nesting limit
+]
+
+
+@pytest.mark.parametrize("expression,message", BAD_NUMBERS,
+                         ids=[e[:50] for e, _ in BAD_NUMBERS])
+def test_out_of_range_numbers_in_expressions(capsys, expression, message):
+    rc, stdout, stderr = _main(capsys, "show", expression, "--steps", "0,10")
+    assert rc == 2, stderr
+    assert stderr.count("\n") == 1 and stderr.startswith("jaxsched: error: "), stderr
+    assert message in stderr, stderr
+
+
+def test_nested_warmups_show_in_linear_time(capsys):
+    # 20 nested warmups (a 300-character expression): each level calls its inner
+    # schedule once, so this is one small compiled call, not 2**20 evaluations.
+    text = "warmup(" * 20 + "constant(1.0)" + ", 1)" * 20
+    rc, stdout, stderr = _main(capsys, "show", text, "--steps", "0,10,25", "--width", "8")
+    assert rc == 0, stderr
+    rows = [line.split() for line in stdout.splitlines()[2:5]]
+    assert [r[0] for r in rows] == ["0", "10", "25"]
+    assert [float(r[1]) for r in rows] == [0.0, 0.0, 1.0]  # 20 ramps of one step each from 0
+
+
+def test_plot_with_many_steps_draws_a_sample(tmp_path, capsys):
+    rc, stdout, stderr = _main(capsys, "plot", "cosine_decay(0.1, 2000000000)", "--steps",
+                               "2147483647", "-o", str(tmp_path / "big.svg"))
+    assert rc == 0, stderr
+    assert (tmp_path / "big.svg").stat().st_size > 0
 
 
 def test_bad_output_suffix(capsys, tmp_path):

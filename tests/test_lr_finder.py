@@ -160,6 +160,11 @@ def test_nan_from_the_start_gives_no_valid_points():
     ({"smoothing": 1.0}, ValueError, "`lr_finder(smoothing=...)` must be < 1, got 1.0."),
     ({"diverge_factor": 1.0}, ValueError, "`lr_finder(diverge_factor=...)` must be > 1"),
     ({"num_steps": 200}, ValueError, "leading axis of at least num_steps = 200"),
+    # extremes: beyond float32 / int32
+    ({"min_lr": 1e-50}, ValueError, "`lr_finder(min_lr=...)` must be >= 1.17549e-38"),
+    ({"max_lr": 1e39}, ValueError, "`lr_finder(max_lr=...)` must be <= 3.40282e+38"),
+    ({"diverge_factor": 1e300}, ValueError, "`lr_finder(diverge_factor=...)` must be <= 3.4"),
+    ({"num_steps": 2**40}, ValueError, "`lr_finder(num_steps=...)` must be <= 2147483647"),
 ])
 def test_bad_arguments(kwargs, error, message):
     with pytest.raises(error) as info:
@@ -180,3 +185,28 @@ def test_plot_helper():
     assert js.plot_lr_finder(r, ax2, show_raw=True) is fig2
     assert [l.get_label() for l in ax2.get_lines()][:2] == ["raw loss", "smoothed loss"]
     plt.close("all")
+
+
+# The divergence rule for a loss of either sign: the same problem with the loss
+# shifted by a constant keeps its known good range and its divergence point
+# (the smoothed loss is shifted by the same constant; the rule scales with |best|).
+@pytest.mark.parametrize("shift", [-1e4, -1.0, 1e4])
+def test_divergence_rule_for_shifted_losses(shift):
+    shifted = lambda w, batch: loss_fn(w, batch) + shift  # noqa: E731
+    r = js.lr_finder(shifted, jnp.zeros(D), optax.sgd, BATCHES, min_lr=1e-4, max_lr=10.0,
+                     num_steps=STEPS)
+    assert r.num_valid >= 10  # never at the first steps
+    assert r.num_valid < STEPS  # and still found
+    assert r.learning_rates[r.num_valid] > STABLE_LIMIT  # never while stable
+    assert 1e-3 <= r.suggestion < STABLE_LIMIT
+    # the recorded losses are the shifted ones
+    np.testing.assert_allclose(r.raw_losses[0], float(loss_fn(jnp.zeros(D), (X, Y))) + shift,
+                               rtol=1e-6)
+
+
+def test_negative_loss_is_not_divergence():
+    # A loss that decreases steadily below zero never diverges.
+    r = js.lr_finder(lambda w, b: -jnp.sum(w) * b, jnp.zeros(()), optax.sgd,
+                     jnp.ones((30,)), min_lr=1e-3, max_lr=1e-2, num_steps=30)
+    assert r.num_valid == 30
+    assert (np.diff(r.raw_losses) < 0).all()

@@ -8,6 +8,7 @@ values are not checked (see also test_schedule_objects).
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 
@@ -205,6 +206,90 @@ BAD = [
      r"^`join\(schedules=\.\.\.\)` must not be empty, got \[\]\.$"),
     (js.join, dict(schedules=js.constant(1.0), boundaries=[]), TypeError,
      r"^`join\(schedules=\.\.\.\)` must be a list or tuple, got constant\(value=1\.0\)\.$"),
+
+    # ---- extremes: beyond what float32 / int32 / 64-bit seeds can hold (issue 12)
+    (js.cosine_decay, dict(learning_rate=1e39, decay_steps=10), ValueError,
+     r"^`cosine_decay\(learning_rate=\.\.\.\)` must be <= 3\.40282e\+38 in magnitude \(float32\), got 1e\+39\.$"),
+    (js.cosine_decay, dict(learning_rate=0.1, decay_steps=1e-50), ValueError,
+     r"^`cosine_decay\(decay_steps=\.\.\.\)` must be >= 1\.17549e-38 \(its reciprocal must be finite in float32\), got 1e-50\.$"),
+    (js.cosine_decay, dict(learning_rate=0.1, decay_steps=10**40), ValueError,
+     r"^`cosine_decay\(decay_steps=\.\.\.\)` must be <= 3\.40282e\+38 in magnitude \(float32\), got 10000000000000000000000000000000000000000\.$"),
+    (js.cosine_decay, dict(learning_rate=np.array([0.1, 1e39]), decay_steps=10), ValueError,
+     r"^`cosine_decay\(learning_rate=\.\.\.\)` must be <= 3\.40282e\+38 in magnitude \(float32\), got \[1\.e-01 1\.e\+39\]\.$"),
+    (js.cosine_decay, dict(learning_rate=0.1, decay_steps=10**400), ValueError,
+     r"^`cosine_decay\(decay_steps=\.\.\.\)` must be finite, got 1000+\.$"),
+    (js.exponential_decay, dict(learning_rate=0.1, decay_steps=1e-39, decay_rate=0.5),
+     ValueError, r"^`exponential_decay\(decay_steps=\.\.\.\)` must be >= 1\.17549e-38 \(its reciprocal must be finite in float32\), got 1e-39\.$"),
+    (js.natural_exp_decay, dict(learning_rate=0.1, decay_steps=10, decay_rate=1e39), ValueError,
+     r"^`natural_exp_decay\(decay_rate=\.\.\.\)` must be <= 3\.40282e\+38 in magnitude \(float32\), got 1e\+39\.$"),
+    (js.inverse_time_decay, dict(learning_rate=0.1, decay_steps=10, decay_rate=3.5e38),
+     ValueError, r"^`inverse_time_decay\(decay_rate=\.\.\.\)` must be <= 3\.40282e\+38 in magnitude \(float32\), got 3\.5e\+38\.$"),
+    (js.polynomial_decay, dict(learning_rate=0.1, decay_steps=10, power=1e40), ValueError,
+     r"^`polynomial_decay\(power=\.\.\.\)` must be <= 3\.40282e\+38 in magnitude \(float32\), got 1e\+40\.$"),
+    (js.polynomial_decay, dict(learning_rate=0.1, decay_steps=10, end_learning_rate=1e39),
+     ValueError, r"^`polynomial_decay\(end_learning_rate=\.\.\.\)` must be <= 3\.40282e\+38 in magnitude \(float32\), got 1e\+39\.$"),
+    (js.cosine_decay_restarts, dict(learning_rate=0.1, first_decay_steps=1e-45), ValueError,
+     r"^`cosine_decay_restarts\(first_decay_steps=\.\.\.\)` must be >= 1\.17549e-38 \(its reciprocal must be finite in float32\), got 1e-45\.$"),
+    (js.cosine_decay_restarts, dict(learning_rate=0.1, first_decay_steps=10, t_mul=1e-40),
+     ValueError, r"^`cosine_decay_restarts\(t_mul=\.\.\.\)` must be >= 1\.17549e-38 \(its reciprocal must be finite in float32\), got 1e-40\.$"),
+    (js.cosine_decay_restarts, dict(learning_rate=0.1, first_decay_steps=10, t_mul=1e39),
+     ValueError, r"^`cosine_decay_restarts\(t_mul=\.\.\.\)` must be <= 3\.40282e\+38 in magnitude \(float32\), got 1e\+39\.$"),
+    (js.linear_cosine_decay, dict(learning_rate=1e38, decay_steps=10, alpha=10.0), ValueError,
+     r"^`linear_cosine_decay\(learning_rate=\.\.\.\)` must keep learning_rate \* "
+     r"\(1 \+ alpha \+ beta\) <= 3\.40282e\+38 \(float32\), got 1e\+38\.$"),
+    (js.linear_cosine_decay, dict(learning_rate=0.1, decay_steps=10, num_periods=1e39),
+     ValueError, r"^`linear_cosine_decay\(num_periods=\.\.\.\)` must be <= 3\.40282e\+38 in magnitude \(float32\), got 1e\+39\.$"),
+    (js.noisy_linear_cosine_decay, dict(learning_rate=0.1, decay_steps=10, seed=2**64),
+     ValueError, r"^`noisy_linear_cosine_decay\(seed=\.\.\.\)` must be <= "
+     r"18446744073709551615, got 18446744073709551616\.$"),
+    (js.noisy_linear_cosine_decay, dict(learning_rate=0.1, decay_steps=10, seed=-(2**63) - 1),
+     ValueError, r"^`noisy_linear_cosine_decay\(seed=\.\.\.\)` must be >= "
+     r"-9223372036854775808, got -9223372036854775809\.$"),
+    (js.noisy_linear_cosine_decay, dict(learning_rate=0.1, decay_steps=10,
+                                        initial_variance=1e39), ValueError,
+     r"^`noisy_linear_cosine_decay\(initial_variance=\.\.\.\)` must be <= 3\.40282e\+38 in magnitude \(float32\), got 1e\+39\.$"),
+    (js.piecewise_constant, dict(boundaries=[10, 1e39], values=[1.0, 0.5, 0.1]), ValueError,
+     r"^`piecewise_constant\(boundaries=\.\.\.\)` must be <= 3\.40282e\+38 in magnitude \(float32\), got 1e\+39\.$"),
+    (js.piecewise_constant, dict(boundaries=[10], values=[1.0, 1e39]), ValueError,
+     r"^`piecewise_constant\(values=\.\.\.\)` must be <= 3\.40282e\+38 in magnitude \(float32\), got 1e\+39\.$"),
+    (js.join, dict(schedules=[js.constant(1.0), js.constant(0.5)], boundaries=[1e39]),
+     ValueError, r"^`join\(boundaries=\.\.\.\)` must be <= 3\.40282e\+38 in magnitude \(float32\), got 1e\+39\.$"),
+    (js.one_cycle, dict(max_lr=0.1, total_steps=2**31), ValueError,
+     r"^`one_cycle\(total_steps=\.\.\.\)` must be <= 2147483647, got 2147483648\.$"),
+    (js.one_cycle, dict(max_lr=1e39, total_steps=100), ValueError,
+     r"^`one_cycle\(max_lr=\.\.\.\)` must be <= 3\.40282e\+38 in magnitude \(float32\), got 1e\+39\.$"),
+    (js.one_cycle, dict(max_lr=0.1, total_steps=100, div_factor=1e-40), ValueError,
+     r"^`one_cycle\(div_factor=\.\.\.\)` must be >= 1\.17549e-38 \(its reciprocal must be finite in float32\), got 1e-40\.$"),
+    (js.one_cycle, dict(max_lr=0.1, total_steps=100, final_div_factor=1e-39), ValueError,
+     r"^`one_cycle\(final_div_factor=\.\.\.\)` must be >= 1\.17549e-38 \(its reciprocal must be finite in float32\), got 1e-39\.$"),
+    (js.cyclic, dict(base_lr=1e39, max_lr=0.1, step_size_up=10), ValueError,
+     r"^`cyclic\(base_lr=\.\.\.\)` must be <= 3\.40282e\+38 in magnitude \(float32\), got 1e\+39\.$"),
+    (js.cyclic, dict(base_lr=0.1, max_lr=1.0, step_size_up=1e-45), ValueError,
+     r"^`cyclic\(step_size_up=\.\.\.\)` must be >= 1\.17549e-38 \(its reciprocal must be finite in float32\), got 1e-45\.$"),
+    (js.cyclic, dict(base_lr=0.1, max_lr=1.0, step_size_up=2**31 - 1, step_size_down=10),
+     ValueError, r"^`cyclic\(step_size_up=\.\.\.\)` must keep step_size_up \+ "
+     r"step_size_down <= 2147483647 as integers"),
+    (js.constant, dict(value=1e39), ValueError, r"^`constant\(value=\.\.\.\)` must be <= 3\.40282e\+38 in magnitude \(float32\), got 1e\+39\.$"),
+    (js.warmup, dict(schedule=js.constant(1.0), warmup_steps=2**31), ValueError,
+     r"^`warmup\(warmup_steps=\.\.\.\)` must be <= 2147483647, got 2147483648\.$"),
+    (js.warmup, dict(schedule=js.constant(1.0), warmup_steps=10, init_value=1e39), ValueError,
+     r"^`warmup\(init_value=\.\.\.\)` must be <= 3\.40282e\+38 in magnitude \(float32\), got 1e\+39\.$"),
+    (js.warmup_stable_decay, dict(peak_value=1.0, warmup_steps=2**30, stable_steps=2**30,
+                                  decay_steps=2**30), ValueError,
+     r"^`warmup_stable_decay\(decay_steps=\.\.\.\)` must keep warmup_steps \+ stable_steps "
+     r"\+ decay_steps <= 2147483647 \(the largest step count\), got 1073741824\.$"),
+    (js.warmup_stable_decay, dict(peak_value=1e39, warmup_steps=1, stable_steps=1,
+                                  decay_steps=1), ValueError,
+     r"^`warmup_stable_decay\(peak_value=\.\.\.\)` must be <= 3\.40282e\+38 in magnitude \(float32\), got 1e\+39\.$"),
+    (js.inverse_sqrt, dict(peak_value=1.0, warmup_steps=2**40), ValueError,
+     r"^`inverse_sqrt\(warmup_steps=\.\.\.\)` must be <= 2147483647, got 1099511627776\.$"),
+    (js.inverse_sqrt, dict(peak_value=1e39, warmup_steps=10), ValueError,
+     r"^`inverse_sqrt\(peak_value=\.\.\.\)` must be <= 3\.40282e\+38 in magnitude \(float32\), got 1e\+39\.$"),
+    # nesting deeper than MAX_DEPTH = 32
+    (js.warmup, dict(schedule=functools.reduce(lambda s, _: js.warmup(s, 1), range(31),
+                                               js.constant(1.0)), warmup_steps=1), ValueError,
+     r"^`warmup\(schedule=\.\.\.\)` must nest schedules at most MAX_DEPTH = 32 deep, "
+     r"got 33 levels\.$"),
 ]
 
 # the shapes added with schedule arithmetic and the by-name constructors

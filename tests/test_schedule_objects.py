@@ -32,6 +32,14 @@ NESTED = {
     "cyclic-no-down": lambda: js.cyclic(0.01, 0.1, 20),
     "piecewise-array-values": lambda: js.piecewise_constant(np.array([10, 20]),
                                                             np.array([1.0, 0.5, 0.25])),
+    # array hyperparameters of several dtypes and 64-bit or raw-key seeds (issue 12)
+    "array-learning-rate-f32": lambda: js.cosine_decay(np.array([0.1], np.float32), 100),
+    "jax-scalar-leaves": lambda: js.exponential_decay(jnp.float32(0.5), jnp.int32(10),
+                                                      jnp.float32(0.25)),
+    "bf16-array": lambda: js.constant(jnp.asarray([0.1], jnp.bfloat16)),
+    "noisy-64bit-seed": lambda: js.noisy_linear_cosine_decay(0.1, 100, seed=2**40 + 3),
+    "noisy-key-data-seed": lambda: js.noisy_linear_cosine_decay(
+        0.1, 100, seed=np.array([1, 2], np.uint32)),
 }
 OBJECTS = {**{c.id: c.make for c in CASES}, **NESTED}
 
@@ -206,7 +214,7 @@ def test_repr_shows_the_call():
     assert repr(js.warmup(js.constant(1.0), 10)) == (
         "warmup(schedule=constant(value=1.0), warmup_steps=10, init_value=0.0)")
     assert repr(js.piecewise_constant([10, 20], [1.0, 0.5, 0.1])) == (
-        "piecewise_constant(boundaries=(10, 20), values=(1.0, 0.5, 0.1))")
+        "piecewise_constant(boundaries=[10, 20], values=[1.0, 0.5, 0.1])")
     assert repr(js.noisy_linear_cosine_decay(0.1, 100, seed=3)) == (
         "noisy_linear_cosine_decay(learning_rate=0.1, decay_steps=100, initial_variance=1.0, "
         "variance_decay=0.55, num_periods=0.5, alpha=0.0, beta=0.001, seed=3)")
