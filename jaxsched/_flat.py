@@ -57,6 +57,7 @@ class Layout:
 
     _interned: dict = {}
     fields: _Fields
+    _cache: dict
 
     def __new__(cls, fields: _Fields):
         layout = cls._interned.get(fields)
@@ -353,8 +354,13 @@ def build_layout(owner: str, tree: PyTree, labels: Optional[list] = None, *,
         labels = [None] * len(path_leaves)
     unit = math.lcm(multiple_of, align)
     keys: dict = {}  # (dtype, label, sharding) -> the open buffer's index
-    places, shapes, counts, members = [], [], [], []
-    dtypes, buffer_labels, whole = [], [], []
+    places: list = []
+    shapes: list = []
+    counts: list[int] = []
+    members: list[int] = []
+    dtypes: list = []
+    buffer_labels: list = []
+    whole: list = []
     for (path, leaf), label in zip(path_leaves, labels):
         dtype = jnp.result_type(leaf)
         if not jnp.issubdtype(dtype, jnp.inexact):
@@ -465,12 +471,13 @@ def flat_params(tree: PyTree, group: PyTree | Callable | None = None,
     _checks.integer("flat_params", "align", align, lo=1)
     if isinstance(tree, FlatParams):
         raise TypeError("`flat_params(tree=...)` is already a FlatParams.")
-    treedef = jax.tree.structure(tree)
+    treedef: Any = jax.tree.structure(tree)
     labels = None
     if group is not None:
         group_tree = group(tree) if callable(group) else group
         labels, group_def = jax.tree_util.tree_flatten(group_tree)
-        if jax.tree.structure(group_tree) != treedef:
+        group_structure: Any = jax.tree.structure(group_tree)
+        if group_structure != treedef:
             raise TypeError(f"`flat_params(group=...)` must have the structure of the "
                             f"parameters, got {group_def} for {treedef}.")
     layout = build_layout("flat_params", tree, labels, multiple_of=multiple_of, align=align)
