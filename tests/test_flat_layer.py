@@ -88,8 +88,6 @@ def test_padding_and_gaps_never_enter_a_per_array_sum():
     tree = {"a": jnp.array([3.0, 4.0]), "b": jnp.array([[1.0, 0.0, 0.0]])}
     flat = js.flat_params(tree, align=16, multiple_of=64)
     g = jax.tree.map(lambda x: x + 100.0, flat)  # non-zero gaps and padding
-    for i, arr in enumerate(("a", "b")):
-        del i, arr
     layout = flat.layout
     exact = jax.tree.map(lambda x: x + 100.0, tree)
     g = js.FlatParams(tuple(
