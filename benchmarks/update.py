@@ -21,6 +21,18 @@ Two times are reported for each:
 - in program: the update repeated inside one compiled `lax.fori_loop`, which is
   what XLA itself spends.
 
+Two more tables (not in `--quick`):
+- per array (`update_per_array.md`): `clip_by_norm(1.0)` then adamw, which
+  clips each array by its own norm, at 1,000 arrays: jaxsched on
+  `js.flat_params(tree, align=16)` (segment sums per original array) against
+  the elementwise flat update above and against optax's per-array cost
+  (`optax.clip_by_block_rms` then adamw, on the tree);
+- sharded (`update_sharded.md`, in a subprocess with 8 CPU devices):
+  `js.fuse(..., sharding=NamedSharding(mesh, P("data")))` and
+  `js.flat_params` placed with the same sharding, against the same fused
+  update on one device: time per update and optimizer-state bytes per device
+  (read from the state arrays' addressable shards).
+
 Achieved bandwidth counts 8 float32 accesses per parameter (read the gradient
 for the norm and again for the moments, read and write parameters and both
 moments) against a measured copy bandwidth of the same machine (the floor).
@@ -40,6 +52,7 @@ import platform
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -74,7 +87,23 @@ def optimizers(decay_steps: int = 10_000) -> dict:
     }
 
 
-FLAT_SIDES = ("jaxsched_flat", "jaxsched_flat_concat")
+def per_array_optimizers(decay_steps: int = 10_000) -> dict:
+    """Per-array clipping then adamw, and the elementwise flat update to compare with."""
+    lr_js = js.cosine_decay(1e-3, decay_steps)
+    lr_optax = optax.cosine_decay_schedule(1e-3, decay_steps)
+    return {
+        "jaxsched_flat": js.chain(js.clip_by_global_norm(1.0),
+                                  js.adamw(lr_js, weight_decay=1e-4)),
+        "jaxsched_flat_per_array": js.chain(js.clip_by_norm(1.0),
+                                            js.adamw(lr_js, weight_decay=1e-4)),
+        "optax_per_array": optax.chain(optax.clip_by_block_rms(1.0),
+                                       optax.adamw(lr_optax, weight_decay=1e-4)),
+        "jaxsched_per_array": js.chain(js.clip_by_norm(1.0),
+                                       js.adamw(lr_js, weight_decay=1e-4)),
+    }
+
+
+FLAT_SIDES = ("jaxsched_flat", "jaxsched_flat_concat", "jaxsched_flat_per_array")
 MANY_ARRAY_SIDES = ("jaxsched_fused",) + FLAT_SIDES  # run at every tree size
 
 
@@ -88,8 +117,8 @@ def side_inputs(name: str, params: dict, grads: dict) -> tuple:
     """(params, grads) in the form the side's update takes."""
     if name not in FLAT_SIDES:
         return params, grads
-    flat = js.flat_params(params)
-    return flat, (jax.jit(flat_gradients)(flat, grads) if name == "jaxsched_flat" else grads)
+    flat = js.flat_params(params, align=16 if name == "jaxsched_flat_per_array" else 1)
+    return flat, (grads if name == "jaxsched_flat_concat" else jax.jit(flat_gradients)(flat, grads))
 
 
 def step_fn(tx, concat_grads: bool = False):
@@ -151,11 +180,11 @@ def hlo_op_count(compiled) -> int:
 
 
 def measure_shape(num_arrays: int, num_params: int, donate: bool, reps: int, loop: int,
-                  names: list[str]) -> dict:
+                  names: list[str], table: Any = None) -> dict:
     """Compile each optimizer for one shape and time it, alternating."""
     tree = make_tree(num_arrays, num_params)
     tree_grads = jax.tree.map(lambda p: jnp.full_like(p, 0.01), tree)
-    txs = {k: v for k, v in optimizers().items() if k in names}
+    txs = {k: v for k, v in (table or optimizers()).items() if k in names}
     result: dict = {"arrays": num_arrays, "params": num_params, "donate": donate}
     compiled, looped, states, side_grads = {}, {}, {}, {}
     for name, tx in txs.items():
@@ -204,6 +233,80 @@ def measure_shape(num_arrays: int, num_params: int, donate: bool, reps: int, loo
     return result
 
 
+SHARDED_CODE = """
+import json, sys, time
+import jax, jax.numpy as jnp, numpy as np, optax, jaxsched as js
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+arrays, params, reps = (int(x) for x in sys.argv[1:4])
+base, extra = divmod(params, arrays)
+tree = {f"w{i:05d}": jnp.full((base + (1 if i < extra else 0),), 0.1, jnp.float32)
+        for i in range(arrays)}
+grads = jax.tree.map(lambda p: jnp.full_like(p, 0.01), tree)
+mesh = Mesh(np.array(jax.devices()), ("data",))
+data = NamedSharding(mesh, P("data"))
+chain = lambda: js.chain(js.clip_by_global_norm(1.0),
+                         js.adamw(js.cosine_decay(1e-3, 10_000), weight_decay=1e-4))
+def state_bytes(state):
+    per_device = {}
+    for x in jax.tree.leaves(state):
+        for s in x.addressable_shards:
+            per_device[s.device] = per_device.get(s.device, 0) + s.data.nbytes
+    total = sum(x.nbytes for x in jax.tree.leaves(state))
+    return total, max(per_device.values())
+def time_side(tx, p, g):
+    step = jax.jit(lambda p, s, g: (lambda u, s: (optax.apply_updates(p, u), s))(
+        *tx.update(g, s, p)), donate_argnums=(0, 1))
+    p = jax.tree.map(jnp.copy, p)  # donated below: keep the caller's arrays
+    s = tx.init(p)
+    total, per_device = state_bytes(s)
+    t0 = time.perf_counter(); compiled = step.lower(p, s, g).compile(); compile_s = time.perf_counter() - t0
+    for _ in range(3):
+        p, s = compiled(p, s, g)
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter(); p, s = compiled(p, s, g); jax.block_until_ready((p, s))
+        times.append(time.perf_counter() - t)
+    return {"call_median_s": float(np.median(times)), "compile_s": compile_s,
+            "state_bytes_total": total, "state_bytes_per_device": per_device}
+out = {"fuse_one_device": time_side(js.fuse(chain(), bucket_size=64), tree, grads)}
+# Data parallel: the model's parameters and gradients replicated on every device.
+replicated = NamedSharding(mesh, P())
+tree, grads = jax.device_put(tree, replicated), jax.device_put(grads, replicated)
+out["fuse_sharded_8"] = time_side(js.fuse(chain(), bucket_size=64, sharding=data), tree, grads)
+flat = jax.device_put(js.flat_params(tree, multiple_of=8), data)
+_, pullback = jax.vjp(lambda f: f.unflatten(), flat)
+out["flat_params_sharded_8"] = time_side(chain(), flat, jax.jit(lambda g: pullback(g)[0])(grads))
+print("JSON" + json.dumps(out))
+"""
+
+
+def measure_sharded(num_arrays: int, num_params: int, reps: int) -> dict:
+    """The sharded sides, in a subprocess with 8 CPU devices."""
+    import subprocess
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
+               JAX_PLATFORMS="cpu")
+    proc = subprocess.run([sys.executable, "-c", SHARDED_CODE, str(num_arrays), str(num_params),
+                           str(reps)], env=env, capture_output=True, text=True, timeout=1200)
+    if proc.returncode != 0:
+        raise SystemExit(f"error: the sharded run failed:\n{proc.stderr[-3000:]}")
+    line = [x for x in proc.stdout.splitlines() if x.startswith("JSON")][-1]
+    return {"arrays": num_arrays, "params": num_params, **json.loads(line[4:])}
+
+
+def sharded_markdown(rows: list[dict]) -> str:
+    lines = ["| params | arrays | side (8 CPU devices) | per call (ms) | compile (s) | "
+             "state bytes total | state bytes per device | per device / total |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        for name in ("fuse_one_device", "fuse_sharded_8", "flat_params_sharded_8"):
+            m = r[name]
+            lines.append(f"| {r['params']:,} | {r['arrays']:,} | {name} | "
+                         f"{m['call_median_s'] * 1e3:.2f} | {m['compile_s']:.2f} | "
+                         f"{m['state_bytes_total']:,} | {m['state_bytes_per_device']:,} | "
+                         f"{m['state_bytes_per_device'] / m['state_bytes_total']:.4f} |")
+    return "\n".join(lines)
+
+
 def markdown(results: list[dict], floor: dict, names: list[str]) -> str:
     lines = [
         "| params | arrays | donated | optimizer | per call (ms) | in program (ms) | "
@@ -238,6 +341,16 @@ def parse_ints(text: str, flag: str) -> list[int]:
     return values
 
 
+def parse_shapes(text: str, flag: str) -> list[tuple[int, int]]:
+    try:
+        shapes = [tuple(int(float(v)) for v in x.split("x")) for x in text.split(",") if x]
+    except ValueError:
+        raise SystemExit(f"error: {flag} must be ARRAYSxPARAMS,..., got {text!r}")
+    if any(len(s) != 2 or min(s) < 1 for s in shapes):
+        raise SystemExit(f"error: {flag} must be ARRAYSxPARAMS,..., got {text!r}")
+    return shapes  # type: ignore[return-value]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--arrays", default="1,10,100,1000,5000")
@@ -253,6 +366,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sides", default=",".join(optimizers()),
                         help="comma-separated subset of the sides to run")
     parser.add_argument("--quick", action="store_true", help="a small table for tests")
+    parser.add_argument("--extra", choices=["all", "none", "only"], default="all",
+                        help="the per-array and sharded tables (not in --quick): run them "
+                             "too, not at all, or only them")
+    parser.add_argument("--per-array-shapes", default="1000x1000000",
+                        help="ARRAYSxPARAMS,... for the per-array table")
+    parser.add_argument("--sharded-shapes", default="1000x1000000,100x10000000",
+                        help="ARRAYSxPARAMS,... for the sharded table")
     parser.add_argument("--out", default="results/update", help="folder for update.json/.md")
     parser.add_argument("--refloor", metavar="JSON",
                         help="re-measure only the copy floor and rewrite the tables of a "
@@ -288,9 +408,24 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"error: --sides must name some of {', '.join(optimizers())}, "
                          f"got {args.sides!r}")
     floor = {str(n): copy_bandwidth(n) for n in sizes}
-    results = []
+    results: list = []
+    per_array: list = []
+    sharded: list = []
+    extra = "none" if args.quick else args.extra
+    if extra != "none":
+        per_array_names = list(per_array_optimizers())
+        for a, n in parse_shapes(args.per_array_shapes, "--per-array-shapes"):
+            r = measure_shape(a, n, True, args.reps, args.loop, per_array_names,
+                              per_array_optimizers())
+            per_array.append(r)
+            print("per array:", ", ".join(f"{k} {r[k]['call_median_s'] * 1e3:.2f}/"
+                                          f"{r[k]['program_median_s'] * 1e3:.2f} ms"
+                                          for k in per_array_names), flush=True)
+        for a, n in parse_shapes(args.sharded_shapes, "--sharded-shapes"):
+            sharded.append(measure_sharded(a, n, args.reps))
+            print("sharded:", json.dumps(sharded[-1]), flush=True)
     try:
-        for n in sizes:
+        for n in (sizes if extra != "only" else []):
             for a in arrays:
                 if a > n or (n >= 10_000_000 and a > args.max_arrays_10m):
                     continue
@@ -313,11 +448,23 @@ def main(argv: list[str] | None = None) -> int:
                      "jaxsched": js.__version__},
         "copy_bandwidth_bytes_per_s": floor,
         "results": results,
+        "per_array": per_array,
+        "sharded": sharded,
     }
     (out / "update.json").write_text(json.dumps(report, indent=2))
     table = markdown(results, floor, names)
     (out / "update.md").write_text(table + "\n")
     print(table)
+    if per_array:
+        extra_floor = {str(r["params"]): copy_bandwidth(r["params"]) for r in per_array}
+        t = markdown([{**r, "optax": r["optax_per_array"]} for r in per_array], extra_floor,
+                     list(per_array_optimizers()))
+        (out / "update_per_array.md").write_text(t + "\n")
+        print(t)
+    if sharded:
+        t = sharded_markdown(sharded)
+        (out / "update_sharded.md").write_text(t + "\n")
+        print(t)
     return 0
 
 

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxsched import _checks, _hyper, _numerics
+from jaxsched import _checks, _flat, _hyper, _numerics
 from jaxsched._hyper import Hyper
 from jaxsched._numerics import float_dtype
 
@@ -43,6 +43,11 @@ class Transformation(optax.GradientTransformationExtraArgs):
     (a norm), so concatenating arrays would change it; `needs_params` when
     its update reads the parameters; `members` lists the
     parts of a chain; `mask` and `with_mask` let `fuse` regroup a mask.
+    `exact_on_flat` is True when it gives its per-array numbers on
+    `FlatParams` buffers (every builder-made transformation: a per-array
+    formula reduces per original array there); `wrapped` lists the
+    transformations it runs inside (`skip_nonfinite`'s inner), which the
+    flat layer checks in its place.
     """
 
     name: str = "transformation"
@@ -51,6 +56,8 @@ class Transformation(optax.GradientTransformationExtraArgs):
     members: tuple = ()
     mask: Any = None
     with_mask: Optional[Callable[[Any], "Transformation"]] = None
+    exact_on_flat: bool = False
+    wrapped: tuple = ()
 
 
 def describe(tx: optax.GradientTransformation, **attributes: Any) -> Transformation:
@@ -74,11 +81,24 @@ class Buffer:
 
 class Values:
     """Resolved hyperparameters by attribute (`hp.b1`), the update number `hp.k`
-    (from 1) and tree-level values such as the global norm."""
+    (from 1) and tree-level values such as the global norm.
 
-    def __init__(self, values: dict[str, Array], k: Array):
+    `hp.array_sum(x)` is the sum of `x` over the array (a scalar); on a flat
+    buffer, for a formula declared with `segment_sums=True`, it is the sum
+    over each original array, at every element of it.
+    """
+
+    def __init__(self, values: dict[str, Array], k: Array,
+                 array_sum: Optional[Callable[[Array], Array]] = None):
         self.values = dict(values)
         self.k = k
+        self._array_sum = array_sum
+
+    def array_sum(self, x: Array) -> Array:
+        return jnp.sum(x) if self._array_sum is None else self._array_sum(x)
+
+    def segmented(self, array_sum: Callable[[Array], Array]) -> "Values":
+        return Values(self.values, self.k, array_sum)
 
     def __getattr__(self, name: str) -> Array:
         try:
@@ -159,8 +179,33 @@ def check_broadcast(owner: str, values: Mapping[str, Array], tree: PyTree) -> No
 
 
 def resolve_mask(owner: str, mask: MaskOrFn, params: PyTree) -> PyTree:
-    """The mask as a tree of bools like `params` (a function is called on them)."""
-    tree = mask(params) if callable(mask) else mask
+    """The mask as a tree of bools like `params` (a function is called on them).
+
+    On a `FlatParams` a mask speaks of the original arrays: a function is
+    called on the original tree (of `jax.ShapeDtypeStruct`s), and a mask
+    like the original tree becomes one bool per buffer, which must hold for
+    every array in the buffer (group the arrays by the mask).
+    """
+    if isinstance(params, _flat.FlatParams):
+        layout = params.layout
+        tree = mask(_flat.skeleton(layout)) if callable(mask) else mask
+        if structure(tree) != structure(params):
+            if structure(tree) != layout.treedef:
+                raise ValueError(
+                    f"{_checks.where(owner, 'mask')} must have the structure of the parameters "
+                    f"or of the flat buffers ({describe_difference(tree, _flat.skeleton(layout), 'the mask', 'the parameters')}).")
+            bits: dict = {}
+            paths = layout.paths()
+            for i, ((b, _), bit) in enumerate(zip(layout.places, jax.tree.leaves(tree))):
+                bit = bool(bit)
+                if bits.setdefault(b, bit) != bit:
+                    raise ValueError(f"{_checks.where(owner, 'mask')} differs within one flat "
+                                     f"buffer (at {paths[i]}): group the arrays by the mask "
+                                     f"(`flat_params(group=...)`).")
+            tree = _flat.FlatParams(tuple(bits.get(b, False) for b in range(len(layout.sizes))),
+                                    layout)
+    else:
+        tree = mask(params) if callable(mask) else mask
     if structure(tree) != structure(params):
         raise ValueError(f"{_checks.where(owner, 'mask')} must have the structure of the "
                          f"parameters ({describe_difference(tree, params, 'the mask', 'the parameters')}).")
@@ -180,7 +225,8 @@ def transformation(owner: str, state: type, hypers: Mapping[str, Hyper],
                    needs_params: bool = False,
                    prepare: Callable[[Values, PyTree], dict[str, Array]] | None = None,
                    measured: Mapping[str, Callable[[], Array]] | None = None,
-                   mask: MaskOrFn = None, per_array: bool = False) -> Transformation:
+                   mask: MaskOrFn = None, per_array: bool = False,
+                   segment_sums: bool = False) -> Transformation:
     """Lift the per-array `step` to a transformation whose state is `state`.
 
     Args:
@@ -198,7 +244,14 @@ def transformation(owner: str, state: type, hypers: Mapping[str, Hyper],
       measured: state fields filled by `prepare`, with their initial value.
       mask: a tree of bools like the parameters, or a function of them;
         False leaves pass through unchanged and keep their buffers.
-      per_array: the formula reduces over each array (for `fuse`).
+      per_array: the formula reduces over each array. On `FlatParams`
+        buffers it then runs on the view of each original array (in its
+        shape), and the results are concatenated back.
+      segment_sums: (with per_array) the formula reduces over the array
+        only through `hp.array_sum(x)` and is elementwise otherwise; on flat
+        buffers it then runs on whole buffers, `hp.array_sum` giving each
+        array's sum at each of its elements (segment sums: much faster than
+        one view per array).
     """
     name, owner = owner, _checks.caller(owner)
     buffers = dict(buffers or {})
@@ -209,6 +262,22 @@ def transformation(owner: str, state: type, hypers: Mapping[str, Hyper],
     def make_state(count: Array, buffer_trees: dict, hp_values: dict, extra: dict) -> Any:
         parts = {"count": count, "hyperparams": hp_values, **buffer_trees, **extra}
         return state(**{f: parts.get(f, ()) for f in fields})
+
+    def run_step(hp: Values, args: list, place: Any) -> Any:
+        """`step` on one array, or per original array on a flat buffer."""
+        if place is None:
+            return step(hp, *args)
+        layout, b = place
+        if segment_sums:
+            return step(hp.segmented(layout.array_sum(b)), *args)
+        n_in = len(args) - len(buffers)  # g (and p): the update's gaps are 0
+
+        def one(*views: Array) -> tuple:
+            result = step(hp, *views)
+            return tuple(result) if buffers else (result,)
+
+        outs = _flat.map_arrays(layout, b, one, args, [None] + list(args[n_in:]))
+        return tuple(outs) if buffers else outs[0]
 
     def keep_flags(params: PyTree) -> list:
         if mask is None:
@@ -247,6 +316,7 @@ def transformation(owner: str, state: type, hypers: Mapping[str, Hyper],
         buffer_leaves = [treedef.flatten_up_to(getattr(st, name)) for name in buffers]
         param_leaves = treedef.flatten_up_to(params) if needs_params else None
         keep = keep_flags(params if needs_params else updates)
+        places = _flat.buffer_places(updates) if per_array else [None] * len(leaves)
         out_u: list = []
         out_b: list[list] = [[] for _ in buffers]
         for i, g in enumerate(leaves):
@@ -260,7 +330,7 @@ def transformation(owner: str, state: type, hypers: Mapping[str, Hyper],
             if param_leaves is not None:
                 args.append(_compute(param_leaves[i]))
             args.extend(_compute(b) for b in olds)
-            result = step(hp, *args)
+            result = run_step(hp, args, places[i])
             u, news = (result[0], result[1:]) if buffers else (result, ())
             out_u.append(u.astype(jnp.result_type(g)))
             for j, (old, new) in enumerate(zip(olds, news)):
@@ -272,7 +342,8 @@ def transformation(owner: str, state: type, hypers: Mapping[str, Hyper],
     def with_mask(new_mask: Any) -> Transformation:
         return transformation(name, state, hypers, step, buffers=buffers,
                               needs_params=needs_params, prepare=prepare, measured=measured,
-                              mask=new_mask, per_array=per_array)
+                              mask=new_mask, per_array=per_array, segment_sums=segment_sums)
 
     return describe(optax.GradientTransformationExtraArgs(init, update), per_array=per_array,
-                    name=name, needs_params=needs_params, mask=mask, with_mask=with_mask)
+                    name=name, needs_params=needs_params, mask=mask, with_mask=with_mask,
+                    exact_on_flat=True)

@@ -1,13 +1,22 @@
-"""Parameters held as a few flat buffers: an optimizer update whose cost does not grow with the number of arrays.
+"""One flat-buffer layer: parameters, gradients and state held as a few flat buffers.
 
 On XLA:CPU every array an update reads or writes costs a kernel and compile
 time, so a tree of thousands of small arrays updates many times slower than
-the same parameters in one array, whatever the optimizer does. `FlatParams`
-stores the tree as one flat buffer per dtype (and per group label); the
-model reads the arrays as views through `unflatten()`, whose gradient is one
-concatenation per buffer. `jax.grad` with respect to a `FlatParams` therefore
-returns a `FlatParams` of flat gradients, and every optimizer, jaxsched's or
-optax's, updates a handful of buffers.
+the same parameters in one array, whatever the optimizer does. A `Layout`
+places every array of a tree in one of a few buffers (one per dtype, group
+label and sharding); `FlatParams` holds the buffers and reads the arrays
+back as views through `unflatten()`, whose gradient is one concatenation per
+buffer. `jax.grad` with respect to a `FlatParams` therefore returns a
+`FlatParams` of flat gradients, and every optimizer updates a handful of
+buffers. `fuse` runs a transformation on the same layout for code that keeps
+its parameters as a tree.
+
+A flat buffer is a layout, not a new algorithm: elementwise formulas run on
+it unchanged, and a jaxsched transformation that reduces per array (a norm,
+a trust ratio) reduces per original array on it (`_builder` asks the layout
+for segment sums, or runs the formula on each array's view). A sharded
+array (not fully replicated) keeps a buffer of its own, in its own shape and
+sharding.
 """
 
 from __future__ import annotations
@@ -15,14 +24,13 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Mapping
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxsched import _checks
-from jaxsched._builder import structure
 
 PyTree = Any
 
@@ -31,14 +39,16 @@ class _Fields(NamedTuple):
     treedef: Any
     shapes: tuple  # per leaf
     places: tuple  # per leaf: (buffer index, offset)
-    sizes: tuple  # per buffer: elements used (the tail up to the padded size is zero)
-    padded: tuple  # per buffer: allocated elements
+    sizes: tuple  # per buffer: elements used, alignment gaps included
+    padded: tuple  # per buffer: allocated elements (the tail after `sizes` is padding)
     dtypes: tuple  # per buffer: dtype name
     labels: tuple  # per buffer: the group label
+    whole: tuple  # per buffer: True if it is one array kept in its own shape (no copy)
+    align: int  # every array starts at a multiple of this many elements
 
 
-class _Layout:
-    """Where every leaf lives: the static part of a `FlatParams` pytree.
+class Layout:
+    """Where every leaf of a tree lives: the static part of a `FlatParams` pytree.
 
     Interned, so that equal layouts are one object: `jit` hashes and compares
     it on every call, and comparing thousands of shapes each time would cost
@@ -47,12 +57,14 @@ class _Layout:
 
     _interned: dict = {}
     fields: _Fields
+    _cache: dict
 
     def __new__(cls, fields: _Fields):
         layout = cls._interned.get(fields)
         if layout is None:
             layout = super().__new__(cls)
             layout.fields = fields
+            layout._cache = {}
             cls._interned[fields] = layout
         return layout
 
@@ -60,32 +72,136 @@ class _Layout:
         return getattr(self.__dict__["fields"], name)
 
     def __reduce__(self):
-        return _Layout, (self.fields,)
+        return Layout, (self.fields,)
+
+    def paths(self) -> list:
+        """The keystr of every leaf, in tree order."""
+        skeleton = jax.tree.unflatten(self.treedef, list(range(len(self.shapes))))
+        return [jax.tree_util.keystr(p) for p, _ in
+                jax.tree_util.tree_flatten_with_path(skeleton)[0]]
+
+    def segments(self, b: int) -> tuple:
+        """(offset, size, shape) of every array in buffer `b`, by offset."""
+        key = ("segments", b)
+        if key not in self._cache:
+            self._cache[key] = tuple(sorted(
+                (offset, math.prod(shape), shape)
+                for shape, (bb, offset) in zip(self.shapes, self.places) if bb == b))
+        return self._cache[key]
+
+    def array_sum(self, b: int) -> Callable[[jax.Array], jax.Array]:
+        """For buffer `b`: x -> the sum of x over each array, at every element of it.
+
+        The padding and alignment gaps sum to 0 and enter no array's sum. With
+        arrays aligned to >= 8 elements (`flat_params(align=...)`), the sums
+        are block sums of a reshape plus a segment sum over the blocks;
+        otherwise a segment sum over the elements.
+        """
+        if self.whole[b]:
+            return lambda x: jnp.sum(x)
+        key = ("sum", b)
+        if key not in self._cache:
+            self._cache[key] = _segment_sum_fn(self.segments(b), self.padded[b], self.align)
+        return self._cache[key]
 
 
-def _views(layout: _Layout, buffers: tuple) -> list:
+def _segment_sum_fn(segments: tuple, length: int, align: int) -> Callable:
+    n = len(segments)
+    block = align if align >= 8 else 1
+    blocks = length // block
+    ids = np.full(blocks, n, np.int32)  # gaps and padding: segment n (dropped)
+    valid = np.zeros(blocks, np.int32)  # elements of the block that belong to an array
+    for k, (offset, size, _) in enumerate(segments):
+        first, last = offset // block, -(-(offset + size) // block)
+        ids[first:last] = k
+        valid[first:last] = block
+        if (offset + size) % block:
+            valid[last - 1] = (offset + size) % block
+    ids_dev: dict = {}
+
+    def fn(x: jax.Array) -> jax.Array:
+        if "ids" not in ids_dev:  # device constants, passed to the program as arguments
+            with jax.ensure_compile_time_eval():
+                ids_dev["ids"] = jnp.asarray(ids)
+                ids_dev["valid"] = jnp.asarray(valid)
+        seg_ids = ids_dev["ids"]
+        if block == 1:
+            sums = jax.ops.segment_sum(jnp.where(seg_ids < n, x, 0), seg_ids, n + 1,
+                                       indices_are_sorted=True)
+            return sums[seg_ids]
+        xb = x.reshape(blocks, block)
+        inside = jnp.arange(block, dtype=jnp.int32)[None, :] < ids_dev["valid"][:, None]
+        partial = jnp.sum(jnp.where(inside, xb, 0), axis=1)
+        sums = jax.ops.segment_sum(partial, seg_ids, n + 1, indices_are_sorted=True)
+        return jnp.broadcast_to(sums[seg_ids][:, None], (blocks, block)).reshape(length)
+
+    return fn
+
+
+def map_arrays(layout: Layout, b: int, fn: Callable[..., tuple], args: list,
+               gap_values: list) -> list:
+    """Run `fn` on the view of every array of buffer `b` in each of `args`.
+
+    `fn(*views) -> tuple of arrays shaped like the views`; the results are
+    concatenated back into buffers; the gaps and padding take the matching
+    element of `gap_values[j]` (a buffer, or None for zeros).
+    """
+    if layout.whole[b]:
+        return list(fn(*args))
+    outs: list[list] = [[] for _ in gap_values]
+    position = 0
+
+    def gap(start: int, stop: int) -> None:
+        for j, values in enumerate(gap_values):
+            outs[j].append(jnp.zeros((stop - start,), args[0].dtype) if values is None
+                           else values[start:stop])
+
+    for offset, size, shape in layout.segments(b):
+        if offset > position:
+            gap(position, offset)
+        views = [jax.lax.slice_in_dim(a, offset, offset + size).reshape(shape) for a in args]
+        for j, result in enumerate(fn(*views)):
+            outs[j].append(jnp.ravel(result))
+        position = offset + size
+    if layout.padded[b] > position:
+        gap(position, layout.padded[b])
+    return [parts[0] if len(parts) == 1 else jnp.concatenate(parts) for parts in outs]
+
+
+def _views(layout: Layout, buffers: tuple) -> list:
     leaves = []
     for shape, (b, offset) in zip(layout.shapes, layout.places):
+        if layout.whole[b]:
+            leaves.append(buffers[b])
+            continue
         size = math.prod(shape)
         leaves.append(jax.lax.slice_in_dim(buffers[b], offset, offset + size).reshape(shape))
     return leaves
 
 
-def _concat(layout: _Layout, leaves: list) -> tuple:
+def _concat(layout: Layout, leaves: list) -> tuple:
     parts: list = [[] for _ in layout.sizes]
-    for leaf, (b, _) in zip(leaves, layout.places):
+    ends = [0] * len(layout.sizes)
+    for leaf, (b, offset) in zip(leaves, layout.places):
+        if layout.whole[b]:
+            parts[b].append(jnp.asarray(leaf).astype(layout.dtypes[b]))
+            continue
+        if offset > ends[b]:
+            parts[b].append(jnp.zeros((offset - ends[b],), layout.dtypes[b]))
         parts[b].append(jnp.ravel(leaf).astype(layout.dtypes[b]))
+        ends[b] = offset + math.prod(np.shape(leaf))
     buffers = []
     for b, pieces in enumerate(parts):
-        tail = layout.padded[b] - layout.sizes[b]
-        if tail:
-            pieces.append(jnp.zeros((tail,), layout.dtypes[b]))
+        if not layout.whole[b]:
+            tail = layout.padded[b] - ends[b]
+            if tail:
+                pieces.append(jnp.zeros((tail,), layout.dtypes[b]))
         buffers.append(pieces[0] if len(pieces) == 1 else jnp.concatenate(pieces))
     return tuple(buffers)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _unflatten(layout: _Layout, buffers: tuple) -> list:
+def _unflatten(layout: Layout, buffers: tuple) -> list:
     return _views(layout, buffers)
 
 
@@ -102,7 +218,7 @@ _unflatten.defvjp(_unflatten_fwd, _unflatten_bwd)
 
 @jax.tree_util.register_pytree_with_keys_class
 class FlatParams:
-    """A parameter tree stored as one flat buffer per dtype and group.
+    """A parameter tree stored as one flat buffer per dtype, group and sharding.
 
     A pytree whose leaves are the buffers, so `jax.grad`, `jax.jit`, optimizer
     states, checkpoints and sharding see a few arrays. Build one with
@@ -120,7 +236,7 @@ class FlatParams:
 
     __slots__ = ("buffers", "layout")
 
-    def __init__(self, buffers: tuple, layout: _Layout):
+    def __init__(self, buffers: tuple, layout: Layout):
         self.buffers = tuple(buffers)
         self.layout = layout
 
@@ -131,6 +247,12 @@ class FlatParams:
         """Each buffer keyed by its dtype and label, e.g. `['float32/True']`."""
         keys = [jax.tree_util.DictKey(d if label is None else f"{d}/{label}")
                 for d, label in zip(self.layout.dtypes, self.layout.labels)]
+        seen: dict = {}
+        for i, k in enumerate(keys):  # buckets of one group: numbered
+            n = seen.get(k.key, 0)
+            seen[k.key] = n + 1
+            if n:
+                keys[i] = jax.tree_util.DictKey(f"{k.key}#{n}")
         return list(zip(keys, self.buffers)), self.layout
 
     @classmethod
@@ -164,33 +286,154 @@ class FlatParams:
         return f"FlatParams({len(self.layout.shapes)} arrays in {sizes})"
 
 
-def _hashable_label(label: Any, path: tuple) -> Any:
+def is_flat(x: Any) -> bool:
+    return isinstance(x, FlatParams)
+
+
+def buffer_places(tree: PyTree) -> list:
+    """For every leaf of `tree`: (layout, buffer index) if it is a FlatParams buffer, else None."""
+    places: list = []
+    for top in jax.tree.leaves(tree, is_leaf=is_flat):
+        if isinstance(top, FlatParams):
+            places.extend((top.layout, b) for b in range(len(top.buffers)))
+        else:
+            places.append(None)
+    return places
+
+
+def skeleton(layout: Layout) -> PyTree:
+    """The original tree with `jax.ShapeDtypeStruct` leaves (no arrays built)."""
+    dtype_of = {}
+    for i, (b, _) in enumerate(layout.places):
+        dtype_of[i] = layout.dtypes[b]
+    return jax.tree.unflatten(layout.treedef, [jax.ShapeDtypeStruct(s, dtype_of[i])
+                                               for i, s in enumerate(layout.shapes)])
+
+
+def _hashable_label(owner: str, label: Any, path: tuple) -> Any:
     """A group label as a dict key: scalar arrays (`x.ndim > 1` on a jnp array) become Python values."""
     if isinstance(label, (np.ndarray, np.generic, jax.Array)) and np.size(label) == 1:
         try:
             label = np.asarray(label).item()
         except jax.errors.ConcretizationTypeError:
-            raise TypeError(f"`flat_params(group=...)` labels must be concrete, got a traced "
+            raise TypeError(f"`{owner}(group=...)` labels must be concrete, got a traced "
                             f"value at {jax.tree_util.keystr(path)}.") from None
     try:
         hash(label)
     except TypeError:
-        raise TypeError(f"`flat_params(group=...)` labels must be hashable, got "
+        raise TypeError(f"`{owner}(group=...)` labels must be hashable, got "
                         f"{type(label).__name__} at {jax.tree_util.keystr(path)}.") from None
     return label
 
 
+def sharding_key(leaf: Any) -> Any:
+    """The sharding of a leaf placed across devices in some way other than full
+    replication (it keeps a buffer of its own); None otherwise (and for tracers)."""
+    sharding = getattr(leaf, "sharding", None) if isinstance(leaf, jax.Array) else None
+    if sharding is None or isinstance(leaf, jax.core.Tracer):
+        return None
+    try:
+        return None if sharding.is_fully_replicated else sharding
+    except Exception:  # pragma: no cover - a sharding without the property
+        return None
+
+
+def build_layout(owner: str, tree: PyTree, labels: Optional[list] = None, *,
+                 multiple_of: int = 1, align: int = 1, max_arrays: Optional[int] = None,
+                 max_flat_size: Optional[int] = None) -> Layout:
+    """Place every leaf of `tree`: the one layout of `flat_params` and `fuse`.
+
+    Leaves with the same dtype, label and sharding share a buffer (at most
+    `max_arrays` per buffer); a leaf that is sharded (not fully replicated)
+    or larger than `max_flat_size` is a buffer of its own, in its own shape.
+    Each array starts at a multiple of `align`; each flat buffer is padded to
+    a multiple of lcm(multiple_of, align).
+    """
+    path_leaves, treedef = jax.tree_util.tree_flatten_with_path(tree)
+    if labels is None:
+        labels = [None] * len(path_leaves)
+    unit = math.lcm(multiple_of, align)
+    keys: dict = {}  # (dtype, label, sharding) -> the open buffer's index
+    places: list = []
+    shapes: list = []
+    counts: list[int] = []
+    members: list[int] = []
+    dtypes: list = []
+    buffer_labels: list = []
+    whole: list = []
+    for (path, leaf), label in zip(path_leaves, labels):
+        dtype = jnp.result_type(leaf)
+        if not jnp.issubdtype(dtype, jnp.inexact):
+            raise TypeError(f"`{owner}(tree=...)` holds only floating-point arrays, got "
+                            f"{dtype} at {jax.tree_util.keystr(path)}.")
+        label = _hashable_label(owner, label, path)
+        shape = tuple(np.shape(leaf))
+        size = math.prod(shape)
+        sharded = sharding_key(leaf)
+        alone = sharded is not None or (max_flat_size is not None and size > max_flat_size)
+        key = (str(dtype), label, sharded)
+        b = None if alone else keys.get(key)
+        if b is None or (max_arrays is not None and members[b] >= max_arrays):
+            b = len(counts)
+            counts.append(0)
+            members.append(0)
+            dtypes.append(str(dtype))
+            buffer_labels.append(label)
+            whole.append(alone)
+            if not alone:
+                keys[key] = b
+        offset = -(-counts[b] // align) * align
+        places.append((b, offset))
+        shapes.append(shape)
+        counts[b] = offset + size
+        members[b] += 1
+    padded = tuple(n if w else -(-n // unit) * unit for n, w in zip(counts, whole))
+    return Layout(_Fields(treedef, tuple(shapes), tuple(places), tuple(counts), padded,
+                          tuple(dtypes), tuple(buffer_labels), tuple(whole), align))
+
+
+def flatten(layout: Layout, tree: PyTree) -> FlatParams:
+    """`tree` (with `layout`'s structure and shapes) as a FlatParams."""
+    return FlatParams(_concat(layout, jax.tree.leaves(tree)), layout)
+
+
+def check_matches(owner: str, layout: Layout, tree: PyTree, what: str = "the tree") -> None:
+    """ValueError naming the first path where `tree` differs from `layout`."""
+    flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+    got = [(jax.tree_util.keystr(p), tuple(np.shape(x))) for p, x in flat]
+    want = list(zip(layout.paths(), layout.shapes))
+    if got == want and jax.tree.structure(tree) == layout.treedef:
+        return
+    for (gp, gs), (wp, ws) in zip(got, want):
+        if gp != wp:
+            raise ValueError(f"`{owner}`: {what} does not match the layout: first difference at "
+                             f"{gp or 'the root'} (the layout has {wp or 'the root'} there).")
+        if gs != ws:
+            raise ValueError(f"`{owner}`: {what} does not match the layout: {gp} has shape "
+                             f"{gs}, the layout {ws}.")
+    if len(got) != len(want):
+        extra = got[len(want)][0] if len(got) > len(want) else want[len(got)][0]
+        raise ValueError(f"`{owner}`: {what} does not match the layout: first difference at "
+                         f"{extra} (only in {'the tree' if len(got) > len(want) else 'the layout'}).")
+    raise ValueError(f"`{owner}`: {what} does not match the layout: structures differ "
+                     f"({jax.tree.structure(tree)} vs {layout.treedef}).")
+
+
 def flat_params(tree: PyTree, group: PyTree | Callable | None = None,
-                multiple_of: int = 1) -> FlatParams:
-    """Store a parameter tree as one flat buffer per dtype and group label.
+                multiple_of: int = 1, align: int = 1) -> FlatParams:
+    """Store a parameter tree as one flat buffer per dtype, group label and sharding.
 
     buffer[d, label] = concatenate(ravel(x) for x in leaves with dtype d and that label)
 
     Use it when a model has many small arrays: the optimizer then updates a
     few buffers instead of every array (see benchmarks/update.py for when it
-    pays). Elementwise transformations and global-norm clipping give the same
-    numbers as on the tree; a per-array transformation (`clip_by_norm`) sees
-    a whole buffer as one array. Donate the buffers to the jitted train step
+    pays). Every jaxsched transformation gives the numbers it gives on the
+    tree: elementwise ones and global norms run on the buffers, and per-array
+    ones (`clip_by_norm`) reduce per original array. An optax transformation
+    used directly on a `FlatParams` sees each buffer as one array: use only
+    elementwise ones there (or `js.fuse`, which checks). An array sharded
+    across devices (not fully replicated) keeps a buffer of its own, in its
+    own shape and sharding. Donate the buffers to the jitted train step
     (`donate_argnums`), so that they update in place.
 
     Args:
@@ -202,6 +445,9 @@ def flat_params(tree: PyTree, group: PyTree | Callable | None = None,
         weight-decay mask.
       multiple_of: pad every buffer with zeros to a multiple of this size,
         an int >= 1 (the number of devices, to shard the buffers evenly).
+      align: start every array at a multiple of this many elements, an int
+        >= 1; 16 makes per-array reductions (`clip_by_norm`) on the buffers
+        fast, at the cost of up to `align - 1` zeros per array.
 
     Returns:
       a `FlatParams`.
@@ -209,7 +455,7 @@ def flat_params(tree: PyTree, group: PyTree | Callable | None = None,
     Raises:
       TypeError: if a leaf is not a floating-point array, or `group` has not
         the structure of `tree`.
-      ValueError: if `multiple_of` is < 1.
+      ValueError: if `multiple_of` or `align` is < 1.
 
     Example:
         >>> import jax, jax.numpy as jnp, jaxsched as js
@@ -222,36 +468,17 @@ def flat_params(tree: PyTree, group: PyTree | Callable | None = None,
         [(8,), (16,)]
     """
     _checks.integer("flat_params", "multiple_of", multiple_of, lo=1)
+    _checks.integer("flat_params", "align", align, lo=1)
     if isinstance(tree, FlatParams):
         raise TypeError("`flat_params(tree=...)` is already a FlatParams.")
-    path_leaves, treedef = jax.tree_util.tree_flatten_with_path(tree)
-    leaves = [x for _, x in path_leaves]
-    if group is None:
-        labels = [None] * len(leaves)
-    else:
+    treedef: Any = jax.tree.structure(tree)
+    labels = None
+    if group is not None:
         group_tree = group(tree) if callable(group) else group
         labels, group_def = jax.tree_util.tree_flatten(group_tree)
-        if structure(group_tree) != treedef:
+        group_structure: Any = jax.tree.structure(group_tree)
+        if group_structure != treedef:
             raise TypeError(f"`flat_params(group=...)` must have the structure of the "
                             f"parameters, got {group_def} for {treedef}.")
-    keys: dict = {}
-    places, shapes, counts = [], [], []
-    for (path, leaf), label in zip(path_leaves, labels):
-        dtype = jnp.result_type(leaf)
-        if not jnp.issubdtype(dtype, jnp.inexact):
-            raise TypeError(f"`flat_params(tree=...)` holds only floating-point arrays, got "
-                            f"{dtype} at {jax.tree_util.keystr(path)}.")
-        label = _hashable_label(label, path)
-        key = (str(dtype), label)
-        if key not in keys:
-            keys[key] = len(keys)
-            counts.append(0)
-        b = keys[key]
-        shape = tuple(np.shape(leaf))
-        places.append((b, counts[b]))
-        shapes.append(shape)
-        counts[b] += math.prod(shape)
-    padded = tuple(-(-n // multiple_of) * multiple_of for n in counts)
-    layout = _Layout(_Fields(treedef, tuple(shapes), tuple(places), tuple(counts), padded,
-                             tuple(k[0] for k in keys), tuple(k[1] for k in keys)))
-    return FlatParams(_concat(layout, leaves), layout)
+    layout = build_layout("flat_params", tree, labels, multiple_of=multiple_of, align=align)
+    return flatten(layout, tree)

@@ -202,4 +202,4 @@ def reduce_on_plateau(factor: Any = 0.1, patience: Any = 10, *, mode: str = "min
                                updates)
         return updates, new_state
 
-    return describe(optax.GradientTransformationExtraArgs(init, update))
+    return describe(optax.GradientTransformationExtraArgs(init, update), exact_on_flat=True)

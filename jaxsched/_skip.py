@@ -99,7 +99,7 @@ def skip_nonfinite(inner: optax.GradientTransformation,
     _checks.transformation(_OWNER, "inner", inner)
     if max_consecutive is not None:
         _checks.integer(_OWNER, "max_consecutive", max_consecutive, lo=0)
-    inner = optax.with_extra_args_support(inner)
+    original, inner = inner, optax.with_extra_args_support(inner)
 
     def init(params):
         zero = _numerics.zero_count()
@@ -125,4 +125,4 @@ def skip_nonfinite(inner: optax.GradientTransformation,
                                        consecutive_skips=consecutive.astype(jnp.int32))
 
     return describe(optax.GradientTransformationExtraArgs(init, update), needs_params=True,
-                    per_array=getattr(inner, "per_array", False))
+                    per_array=getattr(inner, "per_array", False), wrapped=(original,))

@@ -183,11 +183,11 @@ def clip_by_norm(max_norm: Hyper) -> Transformation:
     _hyper.check("clip_by_norm", "max_norm", max_norm, lo=0, lo_open=True)
 
     def step(hp, g):
-        norm = jnp.sqrt(jnp.sum(jnp.square(g)))
+        norm = jnp.sqrt(hp.array_sum(jnp.square(g)))  # per original array on flat buffers
         return g * (hp.max_norm / jnp.maximum(norm, hp.max_norm))
 
     return transformation("clip_by_norm", ClipByNormState, {"max_norm": max_norm}, step,
-                          per_array=True)
+                          per_array=True, segment_sums=True)
 
 
 def global_norm(updates: PyTree) -> Array:

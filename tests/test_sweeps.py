@@ -149,7 +149,7 @@ def test_training_recipes_examples_run(capsys):
 
     page = pathlib.Path(__file__).resolve().parents[1] / "docs" / "training-recipes.md"
     blocks = re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
-    assert len(blocks) == 12
+    assert len(blocks) == 13
     for code in blocks:
         exec(compile(code, str(page), "exec"), {"__name__": "recipe"})
     out = capsys.readouterr().out
