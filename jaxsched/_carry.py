@@ -159,5 +159,7 @@ def transformation(owner: str, state: type, hypers: Mapping[str, Hyper],
                    for k, v in carried.items()}
         return treedef.unflatten(out_u), make_state(hp.k, new_trees, values, carried)
 
+    # Per element, with tree-level sums that zero padding does not change: the
+    # same numbers on flat buffers.
     return describe(optax.GradientTransformationExtraArgs(init, update), name=name,
-                    needs_params=needs_params, per_array=False)
+                    needs_params=needs_params, per_array=False, exact_on_flat=True)

@@ -217,7 +217,7 @@ class OneCycleMomentum(Schedule):
     the learning rate in the opposite direction.
 
     Args:
-      total_steps: number of steps in the cycle, >= 1.
+      total_steps: number of steps in the cycle, an int >= 1 (no gradient).
       pct_start: fraction of the cycle spent increasing the rate, in (0, 1).
       anneal_strategy: "cos" or "linear".
       base_momentum: lowest momentum (at the peak rate), in [0, 1].

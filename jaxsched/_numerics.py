@@ -102,8 +102,11 @@ def split_period(t: Array, period: Any) -> tuple[Array, Array]:
     tf = t.astype(float_dtype())
     p = as_float(period)
     k = jnp.floor(tf / p)
-    # Rounding at large steps can put `tf - k * p` just outside [0, p).
-    return k, jnp.clip(tf - k * p, 0, p)
+    # Rounding at large steps can put `tf - k * p` just outside [0, p). Clamp
+    # with `where`, not `clip`: at r == 0 exactly, `clip` would send half the
+    # derivative to its bound.
+    r = tf - k * p
+    return k, jnp.where(r < 0, 0, jnp.where(r > p, p, r))
 
 
 def ratio(num: Array, den: Any) -> Array:

@@ -140,9 +140,9 @@ class WarmupStableDecay(Schedule):
       decay: "linear", "cosine" or "sqrt".
       warmup: the warmup's shape, "linear", "cosine" or "sqrt".
       num_cycles: cosine periods in the decay (default 0.5, half a cosine), >= 0.
-      cycles: number of stable + decay cycles (default 1), an int >= 1.
-      rewarm_steps: steps from end_value back to the peak between cycles
-        (default 0), an int >= 0.
+      cycles: number of stable + decay cycles (default 1), an int >= 1 (no gradient).
+      rewarm_steps: an int >= 0 (no gradient), steps from end_value back to the
+        peak between cycles (default 0).
 
     Example:
         >>> import jaxsched as js

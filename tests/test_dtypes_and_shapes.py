@@ -156,7 +156,8 @@ def test_fuse_serves_two_trees_like_the_plain_optimizer():
         np.testing.assert_allclose(np.asarray(u_disc["c"]), -0.1, rtol=1e-5)
     opt = js.fuse(js.adam(0.1))
     state = opt.init(gen)
-    with pytest.raises(ValueError, match=r"does not match one given to init"):
+    with pytest.raises(ValueError, match=r"does not match the layout: first difference at "
+                                         r"\['x'\]"):
         opt.update({"x": jnp.ones(3)}, state)
 
 

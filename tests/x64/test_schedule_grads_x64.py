@@ -187,7 +187,11 @@ def test_integer_arguments_have_no_gradient_and_say_so():
         ("one_cycle", "total_steps"), ("warmup", "warmup_steps"),
         ("warmup_stable_decay", "warmup_steps"), ("warmup_stable_decay", "stable_steps"),
         ("warmup_stable_decay", "decay_steps"), ("inverse_sqrt", "warmup_steps"),
-        ("noisy_linear_cosine_decay", "seed")}
+        ("noisy_linear_cosine_decay", "seed"),
+        # issue 16's shapes
+        ("warmup_stable_decay", "cycles"), ("warmup_stable_decay", "rewarm_steps"),
+        ("cooldown", "cooldown_steps"), ("cooldown", "total_steps"),
+        ("one_cycle_momentum", "total_steps"), ("shift", "offset")}
     for case in CASES:
         s = case.make()
         for f in dataclasses.fields(s):
