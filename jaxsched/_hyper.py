@@ -14,6 +14,8 @@ global norm, the plateau scale, skip counters). `hyperparams(state)` and
 
 from __future__ import annotations
 
+import math
+
 from typing import Any, Callable, Mapping, NamedTuple, Union
 
 import jax
@@ -33,9 +35,13 @@ def is_schedule(value: Any) -> bool:
 
 
 def check(owner: str, name: str, value: Any, **bounds: Any) -> None:
-    """Check a hyperparameter: a schedule passes, a number is range-checked."""
+    """Check a hyperparameter: a schedule passes, a number is range-checked and
+    must be representable in float32 (the arithmetic's dtype without x64);
+    infinity only where the bounds allow it (`hi=math.inf`)."""
     if not is_schedule(value):
         _checks.number(owner, name, value, **bounds)
+        if bounds.get("hi") != math.inf:
+            _checks.float32_range(owner, name, value)
 
 
 def resolve(value: Hyper, count: Array) -> Array:

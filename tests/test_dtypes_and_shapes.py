@@ -172,3 +172,15 @@ def test_fuse_serves_two_trees_like_the_plain_optimizer():
 def test_counts_beyond_int32_are_refused_at_construction(call, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         call()
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda: js.adam(1e39), "`adam(learning_rate=...)` must be <= 3.40282e+38 in magnitude"),
+    (lambda: js.sgd(0.1, momentum=2e39),
+     "`sgd(momentum=...)` must be <= 1, got 2e+39."),
+    (lambda: js.clip(1e40), "`clip(max_delta=...)` must be <= 3.40282e+38 in magnitude"),
+    (lambda: js.scale(-1e39), "`scale(factor=...)` must be <= 3.40282e+38 in magnitude"),
+], ids=["adam.learning_rate", "sgd.momentum", "clip.max_delta", "scale.factor"])
+def test_hyperparameters_beyond_float32_are_refused_at_construction(call, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        call()
