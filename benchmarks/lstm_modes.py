@@ -271,15 +271,13 @@ def run_main(s: Setup) -> dict:
 def run_alone(s: Setup) -> dict:
     """``--alone SIDE``: train only jaxsched's main step, or only PyTorch's, in this process."""
     args = s.args
-    probe = s.sampler()()
-    main, schedule = s.jaxsched_runner("main", args.cell, args.schedule)
-    if args.alone == "torch":
-        del main  # the jaxsched step is never compiled in this process
+    if args.alone == "torch":  # no JAX train step in this process
+        schedule = build_schedule(s.js, args.schedule, args.lr, args.steps, args.warmup_steps)
         runner = s.torch_runner(schedule)
         s.result["config"]["optimizer_library"] = "torch"
     else:
-        runner = main
-        s.result["xla"]["main"] = main.compile(*probe)
+        runner, _ = s.jaxsched_runner("main", args.cell, args.schedule)
+        s.result["xla"]["main"] = runner.compile(*s.sampler()())
         s.result["xla"]["main"]["cell"] = args.cell
     s.result["alone"] = args.alone
     s.result["interrupted"] = train(args, [runner], s.sampler(), s.val_batches,

@@ -219,6 +219,7 @@ class TorchRunner:
 
 
 def make_mesh(n: int):
+    """A one-axis (``data``) mesh over the first ``n`` devices; ValueError if fewer exist."""
     import jax
     from jax.sharding import Mesh
     present = jax.devices()
