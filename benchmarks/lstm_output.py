@@ -120,9 +120,11 @@ def print_tables(result: dict):
         phases = x.get(key) if key == "phases" else result.get(key)
         for ph in (phases or {}).get("phases", []):
             rate = ph.get("achieved_flops_per_s")
+            cpu = ph.get("cpu_time_s")
             rows.append((f"{label}: {ph['name']}",
                          f"{ph['time_s'] * 1e3:.2f} ms ({ph.get('share', 0) * 100:.0f}%)"
-                         + (f", {rate / 1e9:.1f} GFLOP/s" if rate else "")))
+                         + (f", {rate / 1e9:.1f} GFLOP/s" if rate else "")
+                         + (f", CPU {cpu * 1e3:.2f} ms" if cpu is not None else "")))
         if phases and phases.get("phases") and phases.get("step_s"):
             rows.append((f"{label}s: sum / whole step",
                          f"{phases['sum_s'] * 1e3:.1f} ms / {phases['step_s'] * 1e3:.1f} ms"))

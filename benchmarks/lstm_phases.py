@@ -26,15 +26,21 @@ PHASE_ORDER = ("embedding", "layer {k} input matmul", "layer {k} forward scan",
                "optimizer update")
 
 
-def _median_time(fn, args, repeats: int) -> float:
+def _median_time(fn, args, repeats: int) -> tuple[float, float]:
+    """Median wall time and median process CPU time (all threads) of ``fn(*args)``.
+
+    The CPU time counts the work the process did whatever else runs on the
+    machine, so it compares phases and variants more stably on a loaded machine.
+    """
     import jax
     jax.block_until_ready(fn(*args))  # compile and warm up
-    times = []
+    wall, cpu = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return float(np.median(wall)), float(np.median(cpu))
 
 
 def _summarize(phases: list, step_s: float | None, method: str) -> dict:
@@ -54,7 +60,7 @@ def jax_phases(s, main, probe) -> dict:
       main: the main runner (its step time is reported next to the sum).
       probe: one ``(inputs, targets)`` batch.
     Returns:
-      ``{"method", "phases": [{"name", "time_s", "share", "flops",
+      ``{"method", "phases": [{"name", "time_s", "cpu_time_s", "share", "flops",
       "achieved_flops_per_s"}], "sum_s", "step_s"}``.
     """
     args = s.args
@@ -76,9 +82,10 @@ def jax_phases(s, main, probe) -> dict:
     phases = []
 
     def measure(name, fn, *fargs, flops=None):
-        phases.append({"name": name, "time_s": _median_time(jax.jit(fn), fargs, repeats),
-                       "flops": flops})
-        return jax.jit(fn)(*fargs)
+        jitted = jax.jit(fn)
+        wall, cpu = _median_time(jitted, fargs, repeats)
+        phases.append({"name": name, "time_s": wall, "cpu_time_s": cpu, "flops": flops})
+        return jitted(*fargs)
 
     def embed(table, tokens):
         return table[tokens].transpose(1, 0, 2)

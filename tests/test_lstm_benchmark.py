@@ -235,6 +235,7 @@ def test_phase_breakdown_covers_the_step_in_order(quick_result):
         matmul = "matmul" in p["name"] or "scan" in p["name"] or "head" in p["name"]
         assert (p["flops"] is not None and p["flops"] > 0) == matmul, p["name"]
         assert (p["achieved_flops_per_s"] is not None) == matmul, p["name"]
+        assert p["cpu_time_s"] >= 0
     assert ph["sum_s"] > 0 and ph["step_s"] > 0
 
 
