@@ -152,8 +152,8 @@ def _print_repeats(result: dict):
     def spread(s, scale=1e3, unit=" ms"):
         if "median" not in s:
             return "n/a"
-        return (f"{s['median'] * scale:.3g}{unit} [{s['min'] * scale:.3g}, "
-                f"{s['max'] * scale:.3g}]")
+        return (f"{s['median'] * scale:.4g}{unit} [{s['min'] * scale:.4g}, "
+                f"{s['max'] * scale:.4g}]")
 
     m = result.get("machine", {})
     rows = [("machine", f"{m.get('cpu_model')}, {m.get('cpu_count')} cores"),
