@@ -5,6 +5,7 @@ Nothing here asserts a timing; the timed figures are only checked to exist.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pathlib
@@ -21,7 +22,11 @@ SCRIPT = ROOT / "benchmarks" / "lstm.py"
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import lstm  # noqa: E402
+from benchmarks import lstm_modes  # noqa: E402
+from benchmarks.lstm_cli import UsageError, parse_args  # noqa: E402
 from benchmarks.lstm_model import CharLSTM, cross_entropy  # noqa: E402
+from benchmarks.lstm_runners import Curve, Progress  # noqa: E402
+from benchmarks.xla_report import CompileCounter  # noqa: E402
 
 
 def _run(args, env_extra=None, timeout=120):
@@ -34,13 +39,15 @@ def _run(args, env_extra=None, timeout=120):
 @pytest.fixture(scope="module")
 def quick_result(tmp_path_factory):
     out = tmp_path_factory.mktemp("quick")
-    proc = _run(["--quick", "--no-progress", "--out", str(out)])
+    # No --no-progress: stderr is a pipe, so progress comes as one line per evaluation.
+    proc = _run(["--quick", "--phases", "--phase-repeats", "2", "--out", str(out)],
+                timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return out, json.loads((out / "lstm.json").read_text()), proc.stdout
+    return out, json.loads((out / "lstm.json").read_text()), proc.stdout, proc.stderr
 
 
 def test_quick_run_writes_complete_report(quick_result):
-    out, r, stdout = quick_result
+    out, r, stdout, _ = quick_result
     for pkg in ("jax", "jaxlib", "flax", "optax", "jaxsched"):
         assert r["versions"][pkg], pkg
     x = r["xla"]
@@ -168,7 +175,7 @@ def test_lr_find_writes_a_suggestion_and_a_plot(tmp_path):
 
 
 def test_flat_params_side_trains_like_the_tree(tmp_path, quick_result):
-    _, tree_run, _ = quick_result
+    _, tree_run, _, _ = quick_result
     out = tmp_path / "flat"
     proc = _run(["--quick", "--no-progress", "--flat-params", "--out", str(out)])
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -179,3 +186,192 @@ def test_flat_params_side_trains_like_the_tree(tmp_path, quick_result):
     # (the global-norm sum adds the gradients in another order).
     np.testing.assert_allclose(flat_run["train"]["loss"], tree_run["train"]["loss"], rtol=1e-4)
     np.testing.assert_allclose(flat_run["valid"]["loss"], tree_run["valid"]["loss"], rtol=1e-4)
+
+
+def test_progress_in_a_log_is_one_line_per_evaluation(quick_result):
+    _, r, _, stderr = quick_result
+    assert "\r" not in stderr
+    lines = [ln for ln in stderr.splitlines() if ln.startswith("fast cell: step ")]
+    assert [int(ln.split()[3].split("/")[0]) for ln in lines] == r["valid"]["step"]
+
+
+def test_progress_display_writes_nothing_between_evaluations():
+    stream = io.StringIO()  # not a terminal
+    c = Curve()
+    bar = Progress(4, "run", tokens_per_step=10, stream=stream)
+    for k in range(4):
+        c.record(k, 2.0 - k * 0.1, 1e-3, 0.01)
+        bar.step(c)
+        if k % 2 == 1:
+            c.eval_steps.append(k + 1)
+            c.eval_loss.append(1.5)
+            bar.evaluation(k + 1, c)
+    bar.close()
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("run: step 2/4") and "1.5000" in lines[0]
+    silent = io.StringIO()
+    quiet = Progress(4, "run", tokens_per_step=10, enabled=False, stream=silent)
+    quiet.step(c)
+    quiet.evaluation(4, c)
+    assert silent.getvalue() == ""
+
+
+def test_phase_breakdown_covers_the_step_in_order(quick_result):
+    _, r, _, _ = quick_result
+    ph = r["xla"]["phases"]
+    names = [p["name"] for p in ph["phases"]]
+    layers = r["config"]["layers"]
+    expected = (["embedding"]
+                + [f"layer {k} {part}" for k in range(layers)
+                   for part in ("input matmul", "forward scan")]
+                + ["head and loss (forward and backward)"]
+                + [f"layer {k} {part}" for k in reversed(range(layers))
+                   for part in ("backward scan", "weight-gradient matmuls")]
+                + ["embedding backward", "optimizer update"])
+    assert names == expected
+    assert all(p["time_s"] > 0 for p in ph["phases"])
+    assert sum(p["share"] for p in ph["phases"]) == pytest.approx(1.0)
+    for p in ph["phases"]:
+        matmul = "matmul" in p["name"] or "scan" in p["name"] or "head" in p["name"]
+        assert (p["flops"] is not None and p["flops"] > 0) == matmul, p["name"]
+        assert (p["achieved_flops_per_s"] is not None) == matmul, p["name"]
+        assert p["cpu_time_s"] >= 0
+    assert ph["sum_s"] > 0 and ph["step_s"] > 0
+
+
+def test_torch_phase_breakdown_names_the_phases_and_leaves_the_model_as_it_was():
+    pytest.importorskip("torch")
+    import types
+
+    from benchmarks import lstm_phases
+    from benchmarks.lstm_runners import TorchRunner
+
+    vocab, batch, seq = 11, 4, 6
+    args = types.SimpleNamespace(layers=2, dropout=0.0, steps=10, weight_decay=0.0,
+                                 optimizer="adamw", clip=1.0, torch_threads=1, batch=batch,
+                                 seq_len=seq, hidden=8, embed=5, timing_warmup=0)
+    params = CharLSTM(vocab, embed=5, hidden=8, layers=2, cell="flax").init(
+        jax.random.PRNGKey(0), jnp.zeros((1, seq), jnp.int32))
+    runner = TorchRunner(args, jax.device_get(params), lambda step: 1e-3 + 0 * step)
+    rng = np.random.default_rng(0)
+    probe = (rng.integers(0, vocab, (batch, seq)), rng.integers(0, vocab, (batch, seq)))
+    runner.step(0, *probe)
+    before = {k: v.clone() for k, v in runner.trainer.model.state_dict().items()}
+    setup = types.SimpleNamespace(args=args, corpus=types.SimpleNamespace(vocab_size=vocab))
+    ph = lstm_phases.torch_phases(setup, runner, probe, steps=2)
+    names = [p["name"] for p in ph["phases"]]
+    for name in ("embedding", "LSTM forward (all layers)", "head and loss forward",
+                 "LSTM backward (all layers)", "optimizer update"):
+        assert name in names
+    assert sum(p["share"] for p in ph["phases"]) == pytest.approx(1.0)
+    assert ph["step_s"] > 0
+    after = runner.trainer.model.state_dict()
+    for k, v in before.items():
+        assert bool((after[k] == v).all()), k
+
+
+def test_compile_counter_counts_backend_compilations_per_function():
+    def twice(x):
+        return 2 * x
+
+    f = jax.jit(twice)
+    with CompileCounter() as counter:
+        for _ in range(3):
+            f(jnp.ones(3))
+        assert counter.count("twice") == 1 and counter.trace_count("twice") == 1
+        f(jnp.ones(4))  # a new shape: a second trace and compilation
+        assert counter.count("twice") == 2 and counter.trace_count("twice") == 2
+    f(jnp.ones(5))  # closed: no longer listening
+    assert counter.count("twice") == 2
+
+
+def test_benchmarks_use_no_private_jax_api():
+    for path in (ROOT / "benchmarks").glob("*.py"):
+        text = path.read_text()
+        assert "jax._src" not in text and "._cache_size(" not in text, path.name
+
+
+def test_repeats_plumbing_builds_fresh_runs_and_alone_sides(tmp_path):
+    out = tmp_path / "rep"
+    args = parse_args(["--quick", "--compare", "torch,optax", "--repeats", "3",
+                       "--out", str(out)])
+    cmds = lstm_modes.repeat_commands(args)
+    labels = [label for label, _ in cmds]
+    assert labels == ["repeat_0", "repeat_1", "repeat_2", "alone_jaxsched", "alone_torch"]
+    for label, argv in cmds:
+        again = parse_args(argv)  # every child command line is valid
+        assert again.repeats == 1 and again.no_progress
+        assert again.out == str(out / label)
+        if label.startswith("repeat_"):
+            assert again.compare == ["torch", "optax"] and again.alone is None
+        else:
+            assert again.compare == [] and again.alone == label.split("_")[1]
+    no_torch = lstm_modes.repeat_commands(parse_args(["--quick", "--repeats=2",
+                                                      "--out", str(out)]))
+    assert [label for label, _ in no_torch] == ["repeat_0", "repeat_1", "alone_jaxsched"]
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["--repeats", "0"], "--repeats"),
+    (["--repeats", "2", "--lr-find"], "--repeats"),
+    (["--alone", "torch", "--compare", "torch"], "--alone"),
+    (["--alone", "keras"], "--alone"),
+])
+def test_bad_repeats_or_alone_names_the_flag(argv, flag, capsys):
+    with pytest.raises((UsageError, SystemExit)) as exc:
+        parse_args(["--quick"] + argv)
+    text = str(exc.value) if exc.type is UsageError else capsys.readouterr().err
+    assert flag in text
+
+
+def test_summarize_repeats_reports_median_and_range():
+    ratios, torch_s, main_s = [1.3, 0.9, 1.1], [0.05, 0.06, 0.04], [0.065, 0.054, 0.044]
+    runs = [{"timing": {"step_time_median_s": m},
+             "compare": {"torch": {"step_time_median_s": t, "step_time_ratio": q}},
+             "machine": {"load_average": [1.0, 1.0, 1.0]}}
+            for m, t, q in zip(main_s, torch_s, ratios)]
+    alone = {"jaxsched": {"timing": {"step_time_median_s": 0.06}},
+             "torch": {"timing": {"step_time_median_s": 0.04}}}
+    s = lstm_modes.summarize_repeats(runs, alone)
+    assert s["n"] == 3
+    q = s["compare"]["torch"]["step_time_ratio"]
+    assert (q["median"], q["min"], q["max"]) == (np.median(ratios), min(ratios), max(ratios))
+    assert s["main"]["step_time_median_s"]["values"] == main_s
+    assert s["alone_ratio_jaxsched_torch"] == pytest.approx(0.06 / 0.04)
+
+
+def test_repeats_runs_each_child_and_writes_the_summary(tmp_path, monkeypatch):
+    # The children are real command lines (checked above); here each one "runs"
+    # by writing the lstm.json a run of that command line would write.
+    out = tmp_path / "rep"
+    args = parse_args(["--quick", "--repeats", "2", "--compare", "torch", "--out", str(out)])
+    ran = []
+    real_run = subprocess.run
+
+    def fake_run(cmd, **kwargs):
+        if len(cmd) < 2 or not str(cmd[1]).endswith("lstm.py"):
+            return real_run(cmd, **kwargs)  # e.g. platform's own queries
+        child = parse_args(cmd[2:])
+        ran.append(pathlib.Path(child.out).name)
+        main_s = 0.05 + 0.01 * len(ran)
+        result = {"timing": {"step_time_median_s": main_s},
+                  "machine": {"load_average": [0.5, 0.5, 0.5]}}
+        if child.alone is None:
+            result["compare"] = {"torch": {"step_time_median_s": 0.04,
+                                           "step_time_ratio": main_s / 0.04}}
+        else:
+            result["alone"] = child.alone
+        pathlib.Path(child.out).mkdir(parents=True)
+        (pathlib.Path(child.out) / "lstm.json").write_text(json.dumps(result))
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(lstm_modes.subprocess, "run", fake_run)
+    lstm_modes.run_repeats(args)
+    assert ran == ["repeat_0", "repeat_1", "alone_jaxsched", "alone_torch"]
+    r = json.loads((out / "lstm.json").read_text())
+    rep = r["repeats"]
+    assert rep["n"] == 2
+    assert rep["compare"]["torch"]["step_time_ratio"]["values"] == pytest.approx(
+        [0.06 / 0.04, 0.07 / 0.04])
+    assert rep["alone"]["torch"]["step_time_median_s"] == pytest.approx(0.09)
+    assert r["machine"]["cpu_count"] >= 1

@@ -1,0 +1,122 @@
+"""Schedules and optimizers of the LSTM benchmark: the one place that knows jaxsched and optax.
+
+:func:`build_schedule` and :func:`build_optimizer` build the benchmarked
+jaxsched optimizer (and optax's equivalent for ``--compare optax``);
+:func:`recorded_values` reads what the jaxsched update recorded in its state
+(the learning rate it used, the global norm it clipped with).
+"""
+
+from __future__ import annotations
+
+OPTIMIZERS = ("adamw", "adam", "sgd", "momentum", "rmsprop", "adagrad")
+#: Default peak learning rate of each optimizer.
+DEFAULT_LR = {"adamw": 2e-3, "adam": 2e-3, "sgd": 0.5, "momentum": 0.05,
+              "rmsprop": 1e-3, "adagrad": 0.05}
+#: Schedules that bring their own warmup (no ``js.warmup`` wrapper).
+SELF_WARMING = ("one_cycle", "warmup_stable_decay", "inverse_sqrt", "cyclic", "constant")
+SCHEDULES = ("cosine_decay", "exponential_decay", "natural_exp_decay", "inverse_time_decay",
+             "polynomial_decay", "cosine_decay_restarts", "linear_cosine_decay", "one_cycle",
+             "cyclic", "constant", "warmup_stable_decay", "inverse_sqrt", "piecewise_constant")
+
+
+def build_schedule(js, name: str, lr: float, steps: int, warmup: int):
+    """A jaxsched schedule ``name`` peaking at ``lr`` with defaults from the run length.
+
+    Decaying schedules are wrapped in ``js.warmup`` (``warmup`` steps from 0)
+    and decay over the remaining ``steps - warmup`` steps; the schedules in
+    :data:`SELF_WARMING` use their own warmup or none.
+    """
+    n = max(1, steps - warmup)
+    if name == "cosine_decay":
+        s = js.cosine_decay(lr, n, alpha=0.0)
+    elif name == "exponential_decay":
+        s = js.exponential_decay(lr, n, decay_rate=0.05)       # ends at 5% of peak
+    elif name == "natural_exp_decay":
+        s = js.natural_exp_decay(lr, n, decay_rate=3.0)        # exp(-3) ~ 5% at the end
+    elif name == "inverse_time_decay":
+        s = js.inverse_time_decay(lr, n, decay_rate=9.0)       # 10% at the end
+    elif name == "polynomial_decay":
+        s = js.polynomial_decay(lr, n, end_learning_rate=lr * 0.01, power=1.0)
+    elif name == "cosine_decay_restarts":
+        s = js.cosine_decay_restarts(lr, max(1, n // 7), t_mul=2.0)  # periods 1, 2, 4 /7
+    elif name == "linear_cosine_decay":
+        s = js.linear_cosine_decay(lr, n)
+    elif name == "piecewise_constant":
+        s = js.piecewise_constant((int(n * 0.5), int(n * 0.75)), (lr, lr * 0.1, lr * 0.01))
+    elif name == "one_cycle":
+        return js.one_cycle(lr, steps)
+    elif name == "cyclic":
+        return js.cyclic(lr * 0.1, lr, max(1, steps // 8))
+    elif name == "constant":
+        return js.constant(lr)
+    elif name == "warmup_stable_decay":
+        decay = max(1, (steps - warmup) // 5)
+        return js.warmup_stable_decay(lr, warmup, steps - warmup - decay, decay)
+    elif name == "inverse_sqrt":
+        return js.inverse_sqrt(lr, max(1, warmup))
+    else:  # validated by the command line
+        raise ValueError(f"unknown schedule {name!r}")
+    return js.warmup(s, warmup, init_value=0.0) if warmup > 0 else s
+
+
+def _optimizer(lib, name: str, schedule, args, optax_style: bool):
+    """``name`` from ``lib`` (jaxsched, or optax with ``optax_style``)."""
+    if name == "adamw":
+        return lib.adamw(schedule, b1=0.9, b2=0.999, eps=1e-8, weight_decay=args.weight_decay)
+    if name == "adam":
+        return lib.adam(schedule, b1=0.9, b2=0.999, eps=1e-8)
+    if name == "sgd":
+        return lib.sgd(schedule)
+    if name == "momentum":
+        if optax_style:
+            return lib.sgd(schedule, momentum=0.9, nesterov=False)
+        return lib.momentum(schedule, momentum=0.9)
+    if name == "rmsprop":
+        return lib.rmsprop(schedule, decay=0.9, eps=1e-8)
+    if name == "adagrad":
+        return lib.adagrad(schedule, initial_accumulator_value=0.1, eps=1e-7)
+    raise ValueError(f"unknown optimizer {name!r}")
+
+
+def build_optimizer(args, schedule, library: str = "jaxsched"):
+    """``clip_by_global_norm(--clip)`` then ``--optimizer`` (then reduce_on_plateau).
+
+    ``library="jaxsched"`` is the benchmarked path; ``library="optax"`` builds
+    the equivalent optimizer from optax for ``--compare optax`` (same schedule
+    object as learning rate).
+    """
+    if library == "jaxsched":
+        import jaxsched as js
+        parts = [js.clip_by_global_norm(args.clip)] if args.clip > 0 else []
+        parts.append(_optimizer(js, args.optimizer, schedule, args, optax_style=False))
+        if args.plateau:
+            parts.append(js.reduce_on_plateau(factor=0.5, patience=2))
+        return js.chain(*parts)
+    import optax
+    parts = [optax.clip_by_global_norm(args.clip)] if args.clip > 0 else []
+    parts.append(_optimizer(optax, args.optimizer, schedule, args, optax_style=True))
+    if args.plateau:
+        parts.append(optax.contrib.reduce_on_plateau(factor=0.5, patience=2))
+    return optax.chain(*parts)
+
+
+def _lookup(values: dict, name: str):
+    """``values[name]``, or the one entry whose key ends in ``/name``; None if absent."""
+    if name in values:
+        return values[name]
+    found = [values[k] for k in sorted(values) if k.endswith(f"/{name}")]
+    return found[0] if found else None
+
+
+def recorded_values(js, opt_state) -> dict:
+    """The learning rate and global norm the jaxsched update recorded in ``opt_state``.
+
+    The one place the benchmark reads jaxsched's record of an update, so that
+    a change in how jaxsched reports it (``js.hyperparams(state, name)``,
+    measured values under ``js.measurements(state)``) is adapted here only.
+    Returns ``{"learning_rate": value or None, "global_norm": value or None}``.
+    """
+    hyper = js.hyperparams(opt_state)
+    measured = js.measurements(opt_state) if hasattr(js, "measurements") else hyper
+    return {"learning_rate": _lookup(hyper, "learning_rate"),
+            "global_norm": _lookup(measured, "global_norm")}
