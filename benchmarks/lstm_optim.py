@@ -8,10 +8,15 @@ jaxsched optimizer (and optax's equivalent for ``--compare optax``);
 
 from __future__ import annotations
 
-OPTIMIZERS = ("adamw", "adam", "sgd", "momentum", "rmsprop", "adagrad")
+OPTIMIZERS = ("adamw", "adam", "sgd", "momentum", "rmsprop", "adagrad", "nadam", "nadamw", "radam",
+              "adamax", "amsgrad", "adopt", "prodigy", "schedule_free_adamw", "schedule_free_sgd",
+              "lion", "lamb", "lars", "adafactor", "muon")
 #: Default peak learning rate of each optimizer.
 DEFAULT_LR = {"adamw": 2e-3, "adam": 2e-3, "sgd": 0.5, "momentum": 0.05,
-              "rmsprop": 1e-3, "adagrad": 0.05}
+              "rmsprop": 1e-3, "adagrad": 0.05, "nadam": 2e-3, "nadamw": 2e-3, "radam": 2e-3,
+              "adamax": 2e-3, "amsgrad": 2e-3, "adopt": 2e-3, "prodigy": 1.0,
+              "schedule_free_adamw": 2.5e-3, "schedule_free_sgd": 0.5, "lion": 2e-4,
+              "lamb": 2e-3, "lars": 0.5, "adafactor": 1e-2, "muon": 2e-2}
 #: Schedules that bring their own warmup (no ``js.warmup`` wrapper).
 SELF_WARMING = ("one_cycle", "warmup_stable_decay", "inverse_sqrt", "cyclic", "constant")
 SCHEDULES = ("cosine_decay", "exponential_decay", "natural_exp_decay", "inverse_time_decay",
@@ -75,6 +80,14 @@ def _optimizer(lib, name: str, schedule, args, optax_style: bool):
         return lib.rmsprop(schedule, decay=0.9, eps=1e-8)
     if name == "adagrad":
         return lib.adagrad(schedule, initial_accumulator_value=0.1, eps=1e-7)
+    if name in ("adopt", "prodigy", "schedule_free_adamw", "schedule_free_sgd", "muon"):
+        lib = lib.contrib if optax_style else lib  # optax keeps these in optax.contrib
+    if name in ("nadamw", "schedule_free_adamw", "lion", "lamb"):
+        return getattr(lib, name)(schedule, weight_decay=args.weight_decay)
+    if name == "prodigy":
+        return lib.prodigy(schedule, weight_decay=args.weight_decay)
+    if name in OPTIMIZERS:
+        return getattr(lib, name)(schedule)
     raise ValueError(f"unknown optimizer {name!r}")
 
 
@@ -100,23 +113,12 @@ def build_optimizer(args, schedule, library: str = "jaxsched"):
     return optax.chain(*parts)
 
 
-def _lookup(values: dict, name: str):
-    """``values[name]``, or the one entry whose key ends in ``/name``; None if absent."""
-    if name in values:
-        return values[name]
-    found = [values[k] for k in sorted(values) if k.endswith(f"/{name}")]
-    return found[0] if found else None
-
-
 def recorded_values(js, opt_state) -> dict:
     """The learning rate and global norm the jaxsched update recorded in ``opt_state``.
 
-    The one place the benchmark reads jaxsched's record of an update, so that
-    a change in how jaxsched reports it (``js.hyperparams(state, name)``,
-    measured values under ``js.measurements(state)``) is adapted here only.
-    Returns ``{"learning_rate": value or None, "global_norm": value or None}``.
+    The one place the benchmark reads jaxsched's record of an update: from
+    ``js.log_values`` (hyperparameters and measured values in one dict, no key
+    parsing). Returns ``{"learning_rate": value or None, "global_norm": value or None}``.
     """
-    hyper = js.hyperparams(opt_state)
-    measured = js.measurements(opt_state) if hasattr(js, "measurements") else hyper
-    return {"learning_rate": _lookup(hyper, "learning_rate"),
-            "global_norm": _lookup(measured, "global_norm")}
+    logs = js.log_values(opt_state)
+    return {"learning_rate": logs.get("learning_rate"), "global_norm": logs.get("global_norm")}

@@ -93,7 +93,7 @@ class JaxRunner:
         from benchmarks.lstm_model import CharLSTM, cross_entropy
 
         self.name, self.args, self.cell, self.counter = name, args, cell, counter
-        self.jax = jax
+        self.jax, self.js = jax, js
         self.model = CharLSTM(vocab_size, args.embed, args.hidden, args.layers, args.dropout,
                               cell=cell, unroll=args.unroll)
         self.curve = Curve()
@@ -172,9 +172,16 @@ class JaxRunner:
         seconds = time.perf_counter() - t0
         self.curve.record(index, float(metrics["loss"]), float(metrics["lr"]), seconds)
 
+    def eval_params(self):
+        """The parameters to evaluate: schedule-free optimizers evaluate at their x."""
+        if self.js is not None and self.args.optimizer.startswith("schedule_free"):
+            return self.js.schedule_free_eval_params(self.opt_state, self.params)
+        return self.params
+
     def evaluate(self, index, batches):
         t0 = time.perf_counter()
-        losses = [self.eval_step(self.params, *self.place(x, y)) for x, y in batches]
+        params = self.eval_params()
+        losses = [self.eval_step(params, *self.place(x, y)) for x, y in batches]
         value = float(np.mean(self.jax.device_get(losses)))
         self.curve.eval_time_s.append(time.perf_counter() - t0)
         self.curve.eval_steps.append(index)

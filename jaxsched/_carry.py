@@ -104,7 +104,8 @@ def transformation(owner: str, state: type, hypers: Mapping[str, Hyper],
         for bname, b in buffers.items():
             if isinstance(b, Copy):
                 trees[bname] = jax.tree.map(
-                    lambda p, b=b: jnp.asarray(p).astype(state_dtype(jnp.result_type(p), b.dtype)),
+                    lambda p, b=b: jnp.array(p, dtype=state_dtype(jnp.result_type(p), b.dtype),
+                                             copy=True),  # own buffers: donation-safe
                     params)
             else:
                 trees[bname] = jax.tree.map(
@@ -112,7 +113,7 @@ def transformation(owner: str, state: type, hypers: Mapping[str, Hyper],
                                                  dtype=state_dtype(jnp.result_type(p), b.dtype)),
                     params)
         values = _hyper.resolve_all(hypers, count)
-        carried = {k: make(values) for k, make in scalars.items()}
+        carried = {k: jnp.array(make(values), copy=True) for k, make in scalars.items()}
         return make_state(count, trees, values, carried)
 
     def update(updates: PyTree, st: Any, params: PyTree = None, **extra_args: Any):

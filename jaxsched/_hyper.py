@@ -48,7 +48,8 @@ def resolve(value: Hyper, count: Array) -> Array:
     """The hyperparameter's value at update `count`, in the float dtype."""
     if is_schedule(value):
         value = value(count)  # type: ignore[operator]
-    return jnp.asarray(value, dtype=float_dtype())
+    # A copy, so that a state never shares a buffer with an argument (donation).
+    return jnp.array(value, dtype=float_dtype(), copy=True)
 
 
 def resolve_all(hypers: Mapping[str, Hyper], count: Array) -> dict[str, Array]:

@@ -102,9 +102,10 @@ def skip_nonfinite(inner: optax.GradientTransformation,
     original, inner = inner, optax.with_extra_args_support(inner)
 
     def init(params):
-        zero = _numerics.zero_count()
-        return SkipNonfiniteState(count=zero, inner_state=inner.init(params), total_skips=zero,
-                                  consecutive_skips=zero)
+        # Three counters, three buffers: a donated state must not share one.
+        return SkipNonfiniteState(count=_numerics.zero_count(), inner_state=inner.init(params),
+                                  total_skips=_numerics.zero_count(),
+                                  consecutive_skips=_numerics.zero_count())
 
     def update(updates, state, params=None, **extra_args):
         finite = _all_finite(updates)
