@@ -21,7 +21,6 @@ LSTM benchmark's default. The model is ``benchmarks.lstm_model.CharLSTM``
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import pathlib

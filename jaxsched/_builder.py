@@ -216,6 +216,28 @@ def resolve_mask(owner: str, mask: MaskOrFn, params: PyTree) -> PyTree:
     return tree
 
 
+def begin_update(owner: str, hypers: Mapping[str, Hyper], st: Any, updates: PyTree,
+                 params: PyTree, buffers: tuple, needs_params: bool) -> tuple[dict, Values]:
+    """The checks every update starts with, and the hyperparameters at this count.
+
+    The updates must have the tree of the state's first buffer (and of the
+    parameters, when they are read), be real floats, and every array
+    hyperparameter must broadcast to them; returns the resolved values and
+    `hp` (the values by attribute and the update number `hp.k`).
+    """
+    if buffers:
+        check_same_tree(owner, updates, getattr(st, buffers[0]))
+    if needs_params:
+        if params is None:
+            raise ValueError(f"`{owner}` needs the parameters: call "
+                             f"update(updates, state, params).")
+        check_same_tree(owner, updates, params, what="the params")
+    check_real_floats(owner, updates, "the updates")
+    values = _hyper.resolve_all(hypers, st.count)
+    check_broadcast(owner, values, updates)
+    return values, Values(values, _numerics.next_count(st.count))
+
+
 def _compute(x: Array) -> Array:
     return x.astype(float_dtype())
 
@@ -297,17 +319,8 @@ def transformation(owner: str, state: type, hypers: Mapping[str, Hyper],
 
     def update(updates: PyTree, st: Any, params: PyTree = None, **extra_args: Any):
         del extra_args
-        if buffers:
-            check_same_tree(owner, updates, getattr(st, next(iter(buffers))))
-        if needs_params:
-            if params is None:
-                raise ValueError(f"`{owner}` needs the parameters: call "
-                                 f"update(updates, state, params).")
-            check_same_tree(owner, updates, params, what="the params")
-        check_real_floats(owner, updates, "the updates")
-        values = _hyper.resolve_all(hypers, st.count)
-        check_broadcast(owner, values, updates)
-        hp = Values(values, _numerics.next_count(st.count))
+        values, hp = begin_update(owner, hypers, st, updates, params, tuple(buffers),
+                                  needs_params)
         extra = prepare(hp, updates) if prepare is not None else {}
         hp.values.update(extra)
 

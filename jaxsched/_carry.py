@@ -28,8 +28,8 @@ import jax.numpy as jnp
 import optax
 
 from jaxsched import _checks, _hyper, _numerics
-from jaxsched._builder import (Buffer, Transformation, Values, check_broadcast, check_real_floats,
-                               check_same_tree, describe, state_dtype, structure)
+from jaxsched._builder import (Buffer, Transformation, Values, begin_update, check_real_floats,
+                               describe, state_dtype, structure)
 from jaxsched._hyper import Hyper
 from jaxsched._numerics import float_dtype
 
@@ -118,17 +118,8 @@ def transformation(owner: str, state: type, hypers: Mapping[str, Hyper],
 
     def update(updates: PyTree, st: Any, params: PyTree = None, **extra_args: Any):
         del extra_args
-        if buffers:
-            check_same_tree(owner, updates, getattr(st, next(iter(buffers))))
-        if needs_params:
-            if params is None:
-                raise ValueError(f"`{owner}` needs the parameters: call "
-                                 f"update(updates, state, params).")
-            check_same_tree(owner, updates, params, what="the params")
-        check_real_floats(owner, updates, "the updates")
-        values = _hyper.resolve_all(hypers, st.count)
-        check_broadcast(owner, values, updates)
-        hp = Values(values, _numerics.next_count(st.count))
+        values, hp = begin_update(owner, hypers, st, updates, params, tuple(buffers),
+                                  needs_params)
         hp.values.update({k: getattr(st, k) for k in scalars})
         trees = Trees(updates=updates, params=params,
                       **{b: getattr(st, b) for b in buffers})

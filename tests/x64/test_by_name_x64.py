@@ -8,7 +8,6 @@ tests/test_by_name.py only). Every step from 0 to 3x the schedule's length.
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
