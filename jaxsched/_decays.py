@@ -7,8 +7,10 @@ periodic schedules at large steps) these compute the exact value instead.
 
 from __future__ import annotations
 
+import dataclasses
+
 import functools
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -77,8 +79,25 @@ def _check_floats(owner: str, **values: Any) -> None:
         _checks.float32_range(owner, name, value)
 
 
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
+class _PeriodDecay(Schedule):
+    """The fields and checks of the decays of `p = t / decay_steps`."""
+
+    learning_rate: Any
+    decay_steps: Any
+    decay_rate: Any
+    staircase: bool = static(default=False)
+    _rate_max: ClassVar[float | None] = None
+
+    def __post_init__(self):
+        _check_rate_args(self.name, self.learning_rate, self.decay_steps)
+        _checks.number(self.name, "decay_rate", self.decay_rate, lo=0, hi=self._rate_max)
+        _check_floats(self.name, decay_rate=self.decay_rate)
+        _checks.boolean(self.name, "staircase", self.staircase)
+
+
 @schedule_class("exponential_decay")
-class ExponentialDecay(Schedule):
+class ExponentialDecay(_PeriodDecay):
     """Exponential decay: `lr * decay_rate ** p`.
 
     p = t / decay_steps            (floor(p) if staircase)
@@ -100,15 +119,7 @@ class ExponentialDecay(Schedule):
         0.02500000037252903
     """
 
-    learning_rate: Any
-    decay_steps: Any
-    decay_rate: Any
-    staircase: bool = static(default=False)
-
-    def __post_init__(self):
-        _check_rate_args(self.name, self.learning_rate, self.decay_steps)
-        _checks.number(self.name, "decay_rate", self.decay_rate, lo=0, hi=1)
-        _checks.boolean(self.name, "staircase", self.staircase)
+    _rate_max: ClassVar[float] = 1.0  # a rate above 1 grows without bound
 
     def _at(self, t):
         p = _progress(t, self.decay_steps, self.staircase)
@@ -116,7 +127,7 @@ class ExponentialDecay(Schedule):
 
 
 @schedule_class("natural_exp_decay")
-class NaturalExpDecay(Schedule):
+class NaturalExpDecay(_PeriodDecay):
     """Natural exponential decay: `lr * exp(-decay_rate * p)`.
 
     p = t / decay_steps            (floor(p) if staircase)
@@ -136,24 +147,13 @@ class NaturalExpDecay(Schedule):
         0.036788
     """
 
-    learning_rate: Any
-    decay_steps: Any
-    decay_rate: Any
-    staircase: bool = static(default=False)
-
-    def __post_init__(self):
-        _check_rate_args(self.name, self.learning_rate, self.decay_steps)
-        _checks.number(self.name, "decay_rate", self.decay_rate, lo=0)
-        _check_floats(self.name, decay_rate=self.decay_rate)
-        _checks.boolean(self.name, "staircase", self.staircase)
-
     def _at(self, t):
         p = _progress(t, self.decay_steps, self.staircase)
         return as_float(self.learning_rate) * jnp.exp(-as_float(self.decay_rate) * p)
 
 
 @schedule_class("inverse_time_decay")
-class InverseTimeDecay(Schedule):
+class InverseTimeDecay(_PeriodDecay):
     """Inverse-time decay: `lr / (1 + decay_rate * p)`.
 
     p = t / decay_steps            (floor(p) if staircase)
@@ -172,17 +172,6 @@ class InverseTimeDecay(Schedule):
         >>> float(js.inverse_time_decay(0.1, 10, 1.0)(10))
         0.05000000074505806
     """
-
-    learning_rate: Any
-    decay_steps: Any
-    decay_rate: Any
-    staircase: bool = static(default=False)
-
-    def __post_init__(self):
-        _check_rate_args(self.name, self.learning_rate, self.decay_steps)
-        _checks.number(self.name, "decay_rate", self.decay_rate, lo=0)
-        _check_floats(self.name, decay_rate=self.decay_rate)
-        _checks.boolean(self.name, "staircase", self.staircase)
 
     def _at(self, t):
         p = _progress(t, self.decay_steps, self.staircase)
