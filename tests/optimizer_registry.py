@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any, Callable, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -88,3 +89,21 @@ OPTIMIZERS: dict[str, Optimizer] = {
 # structural tests.
 STRUCTURAL = ["sgd", "momentum_nesterov", "adagrad", "rmsprop_centered", "adam", "adamw_mask_fn",
               "clip+adamw"]
+
+
+def params_like(dtype=jnp.float32, seed=0):
+    """The registry's small model: a (4, 3) matrix and a (3,) vector."""
+    k1, k2 = jax.random.split(jax.random.key(seed))
+    return {"w": jax.random.normal(k1, (4, 3)).astype(dtype),
+            "b": jax.random.normal(k2, (3,)).astype(dtype)}
+
+
+def random_grads(n, seed=1):
+    """n fixed gradients like params_like(): varying scale, some exact zeros."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for k, shape in [("w", (4, 3)), ("b", (3,))]:
+        g = rng.normal(size=(n,) + shape) * np.exp(rng.normal(size=(n,) + (1,) * len(shape)))
+        g[rng.random(size=g.shape) < 0.05] = 0.0
+        out[k] = g.astype(np.float32)
+    return out

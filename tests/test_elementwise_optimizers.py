@@ -20,6 +20,7 @@ import optax
 import pytest
 
 import jaxsched as js
+from optimizer_registry import params_like, random_grads
 from training import assert_params_close, trajectory
 
 REGISTRY = {
@@ -48,23 +49,6 @@ SWEEPS = {
     "schedule_free_adamw": lambda lr, b: js.schedule_free_adamw(lr, b1=b),
     "schedule_free_sgd": lambda lr, b: js.schedule_free_sgd(lr, b1=b),
 }
-
-
-def params_like(dtype=jnp.float32):
-    k1, k2 = jax.random.split(jax.random.key(0))
-    return {"w": jax.random.normal(k1, (4, 3)).astype(dtype),
-            "b": jax.random.normal(k2, (3,)).astype(dtype)}
-
-
-def random_grads(n, seed=1):
-    """n fixed gradients like params_like(): varying scale, some exact zeros."""
-    rng = np.random.default_rng(seed)
-    out = {}
-    for k, shape in [("w", (4, 3)), ("b", (3,))]:
-        g = rng.normal(size=(n,) + shape) * np.exp(rng.normal(size=(n,) + (1,) * len(shape)))
-        g[rng.random(size=g.shape) < 0.05] = 0.0
-        out[k] = g.astype(np.float32)
-    return out
 
 
 def first(grads, dtype=jnp.float32):

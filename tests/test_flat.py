@@ -10,7 +10,7 @@ import pytest
 
 import jaxsched as js
 from optimizer_registry import OPTIMIZERS as REGISTRY
-from training import (assert_trees_close, random_grads_like, run_on_eight_cpu_devices,
+from training import (assert_trees_close, run_on_eight_cpu_devices, train_random,
                       tree_of_every_kind)
 
 
@@ -37,33 +37,13 @@ OPTIMIZERS = {
 }
 
 
-def _train(tx, params, steps, to_update):
-    """`steps` jitted updates; `to_update` turns the tree gradients into the update's input."""
-    @jax.jit
-    def step(p, s, g):
-        u, s = tx.update(to_update(p, g), s, p)
-        return optax.apply_updates(p, u), s
-
-    state = tx.init(params)
-    for i in range(steps):
-        tree = params.unflatten() if isinstance(params, js.FlatParams) else params
-        params, state = step(params, state, random_grads_like(tree, i))
-    return params, state
-
-
-def _flat_grads(flat, tree_grads):
-    """The gradient of a loss whose tree-gradient is `tree_grads`, through `unflatten`."""
-    _, pullback = jax.vjp(lambda f: f.unflatten(), flat)
-    return pullback(tree_grads)[0]
-
-
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
 def test_flat_params_train_like_the_tree(name):
     params = tree_of_every_kind()
     mask = _decay_mask(params)
-    plain, _ = _train(OPTIMIZERS[name](mask), params, 12, lambda p, g: g)
+    plain, _ = train_random(OPTIMIZERS[name](mask), params, 12)
     flat = js.flat_params(params, group=mask)
-    trained, state = _train(OPTIMIZERS[name](flat.labels()), flat, 12, _flat_grads)
+    trained, state = train_random(OPTIMIZERS[name](flat.labels()), flat, 12)
     assert isinstance(trained, js.FlatParams)
     got = trained.unflatten()
     low = {"half", "f16"}  # last-bit ties round either way in bfloat16/float16

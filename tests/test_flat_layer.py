@@ -7,12 +7,12 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 import jaxsched as js
 from jaxsched import _builder, _hyper
-from training import assert_trees_close, random_grads_like, run_on_eight_cpu_devices
+from training import (assert_trees_close, random_grads_like, run_on_eight_cpu_devices,
+                      train_random)
 
 
 def _tree():
@@ -24,24 +24,7 @@ def _tree():
 
 
 def _run(tx, params, steps=6):
-    """`steps` jitted updates on a tree or a FlatParams (gradients given for the tree)."""
-    @jax.jit
-    def step(p, s, g):
-        if isinstance(p, js.FlatParams):
-            g = _flat_grads(p, g)
-        u, s = tx.update(g, s, p)
-        return optax.apply_updates(p, u), s
-
-    state = tx.init(params)
-    for i in range(steps):
-        tree = params.unflatten() if isinstance(params, js.FlatParams) else params
-        params, state = step(params, state, random_grads_like(tree, i))
-    return params, state
-
-
-def _flat_grads(flat, tree_grads):
-    _, pullback = jax.vjp(lambda f: f.unflatten(), flat)
-    return pullback(tree_grads)[0]
+    return train_random(tx, params, steps)
 
 
 class RowNormState(NamedTuple):

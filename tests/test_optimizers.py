@@ -18,7 +18,7 @@ import pytest
 
 import jaxsched as js
 import reference as ref
-from optimizer_registry import OPTIMIZERS, STRUCTURAL
+from optimizer_registry import OPTIMIZERS, STRUCTURAL, params_like, random_grads
 from training import assert_params_close, trajectory, with_count
 
 INT32_MAX = 2**31 - 1
@@ -26,23 +26,6 @@ MASK = {"w": True, "b": False}
 
 
 DTYPES = [jnp.float32, jnp.bfloat16, jnp.float16]
-
-
-def params_like(dtype=jnp.float32, seed=0):
-    k1, k2 = jax.random.split(jax.random.key(seed))
-    return {"w": jax.random.normal(k1, (4, 3)).astype(dtype),
-            "b": jax.random.normal(k2, (3,)).astype(dtype)}
-
-
-def random_grads(n, seed=1):
-    """n fixed gradients like params_like(): varying scale, some exact zeros."""
-    rng = np.random.default_rng(seed)
-    out = {}
-    for k, shape in [("w", (4, 3)), ("b", (3,))]:
-        g = rng.normal(size=(n,) + shape) * np.exp(rng.normal(size=(n,) + (1,) * len(shape)))
-        g[rng.random(size=g.shape) < 0.05] = 0.0
-        out[k] = g.astype(np.float32)
-    return out
 
 
 # ---------------------------------------------------------------- parity

@@ -88,3 +88,28 @@ def run_on_eight_cpu_devices(code: str) -> None:
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-3000:]
+
+
+def flat_grads(flat, tree_grads):
+    """The gradient of a loss whose tree-gradient is `tree_grads`, through `unflatten`."""
+    _, pullback = jax.vjp(lambda f: f.unflatten(), flat)
+    return pullback(tree_grads)[0]
+
+
+def train_random(tx, params, steps):
+    """`steps` jitted updates with `random_grads_like` gradients, on a tree or a
+    `FlatParams` (whose gradients arrive flat, through `unflatten`)."""
+    import jaxsched as js
+
+    @jax.jit
+    def step(p, s, g):
+        if isinstance(p, js.FlatParams):
+            g = flat_grads(p, g)
+        u, s = tx.update(g, s, p)
+        return optax.apply_updates(p, u), s
+
+    state = tx.init(params)
+    for i in range(steps):
+        tree = params.unflatten() if isinstance(params, js.FlatParams) else params
+        params, state = step(params, state, random_grads_like(tree, i))
+    return params, state
