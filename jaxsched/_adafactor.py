@@ -115,7 +115,7 @@ def scale_by_factored_rms(factored: bool = True, decay_rate: Hyper = 0.8, step_o
     owner = "scale_by_factored_rms"
     _checks.boolean(owner, "factored", factored)
     _hyper.check(owner, "decay_rate", decay_rate, lo=0)
-    _checks.integer(owner, "step_offset", step_offset, lo=0)
+    _checks.integer(owner, "step_offset", step_offset, lo=0, hi=_checks.INT32_MAX)
     if min_dim_size_to_factor is not None:
         _checks.integer(owner, "min_dim_size_to_factor", min_dim_size_to_factor, lo=0)
     if epsilon is not None:

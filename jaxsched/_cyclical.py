@@ -240,7 +240,7 @@ class OneCycleMomentum(Schedule):
 
     def __post_init__(self):
         n = self.name
-        _checks.integer(n, "total_steps", self.total_steps, lo=1)
+        _checks.integer(n, "total_steps", self.total_steps, lo=1, hi=_checks.count_max())
         _checks.number(n, "pct_start", self.pct_start, lo=0, hi=1, lo_open=True, hi_open=True)
         _checks.choice(n, "anneal_strategy", self.anneal_strategy, ("cos", "linear"))
         _checks.number(n, "base_momentum", self.base_momentum, lo=0, hi=1)

@@ -57,7 +57,7 @@ def _check_args(min_lr: Any, max_lr: Any, num_steps: Any, smoothing: Any,
     _checks.number(owner, "max_lr", max_lr, lo=0, lo_open=True)
     if not float(max_lr) > float(min_lr):
         raise ValueError(f"`{owner}(max_lr=...)` must be > min_lr = {min_lr!r}, got {max_lr!r}.")
-    _checks.integer(owner, "num_steps", num_steps, lo=2)
+    _checks.integer(owner, "num_steps", num_steps, lo=2, hi=_checks.INT32_MAX)
     _checks.number(owner, "smoothing", smoothing, lo=0, hi=1, hi_open=True)
     _checks.number(owner, "diverge_factor", diverge_factor, lo=1, lo_open=True)
     _checks.float32_range(owner, "min_lr", min_lr, divisor=True)

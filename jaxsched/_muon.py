@@ -169,7 +169,7 @@ def scale_by_muon(ns_coeffs: Any = NS_COEFFS, ns_steps: int = NS_STEPS, beta: Hy
     """
     owner = "scale_by_muon"
     coeffs = _check_coeffs(owner, ns_coeffs)
-    _checks.integer(owner, "ns_steps", ns_steps, lo=1)
+    _checks.integer(owner, "ns_steps", ns_steps, lo=1, hi=_checks.INT32_MAX)
     _hyper.check(owner, "beta", beta, lo=0, hi=1, hi_open=True)
     _hyper.check(owner, "eps", eps, lo=0, lo_open=True)
     _checks.boolean(owner, "nesterov", nesterov)

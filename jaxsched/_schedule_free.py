@@ -141,7 +141,7 @@ def scale_by_schedule_free(learning_rate: Hyper, b1: Hyper = 0.9, *, warmup_step
     owner = "scale_by_schedule_free"
     _hyper.check(owner, "learning_rate", learning_rate, lo=0)
     _hyper.check(owner, "b1", b1, lo=0, hi=1, lo_open=True, hi_open=True)
-    _checks.integer(owner, "warmup_steps", warmup_steps, lo=0)
+    _checks.integer(owner, "warmup_steps", warmup_steps, lo=0, hi=_checks.INT32_MAX)
     _hyper.check(owner, "r", r, lo=0)
     _hyper.check(owner, "weight_lr_power", weight_lr_power, lo=0)
     _carry.scalar_hypers(owner, learning_rate=learning_rate, r=r,

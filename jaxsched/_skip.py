@@ -98,7 +98,8 @@ def skip_nonfinite(inner: optax.GradientTransformation,
     """
     _checks.transformation(_OWNER, "inner", inner)
     if max_consecutive is not None:
-        _checks.integer(_OWNER, "max_consecutive", max_consecutive, lo=0)
+        _checks.integer(_OWNER, "max_consecutive", max_consecutive, lo=0,
+                        hi=_numerics.INT32_MAX)
     original, inner = inner, optax.with_extra_args_support(inner)
 
     def init(params):

@@ -187,9 +187,10 @@ class WarmupStableDecay(Schedule):
         if self.num_cycles is not None:
             _checks.number(n, "num_cycles", self.num_cycles, lo=0)
         if self.cycles is not None:
-            _checks.integer(n, "cycles", self.cycles, lo=1)
+            _checks.integer(n, "cycles", self.cycles, lo=1, hi=_checks.count_max())
         if self.rewarm_steps is not None:
-            _checks.integer(n, "rewarm_steps", self.rewarm_steps, lo=0)
+            _checks.integer(n, "rewarm_steps", self.rewarm_steps, lo=0,
+                            hi=_checks.count_max())
 
     def _at(self, t):
         fdt = float_dtype()
@@ -325,8 +326,9 @@ class Cooldown(Schedule):
     def __post_init__(self):
         n = self.name
         object.__setattr__(self, "schedule", as_schedule(n, "schedule", self.schedule))
-        _checks.integer(n, "total_steps", self.total_steps, lo=0)
-        _checks.integer(n, "cooldown_steps", self.cooldown_steps, lo=0)
+        _checks.integer(n, "total_steps", self.total_steps, lo=0, hi=_checks.count_max())
+        _checks.integer(n, "cooldown_steps", self.cooldown_steps, lo=0,
+                        hi=_checks.count_max())
         if not (_checks.is_traced(self.total_steps) or _checks.is_traced(self.cooldown_steps)):
             total = int(self.total_steps)
             _checks.custom(n, "cooldown_steps", self.cooldown_steps, lambda c: int(c) <= total,

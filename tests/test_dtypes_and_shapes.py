@@ -168,7 +168,19 @@ def test_fuse_serves_two_trees_like_the_plain_optimizer():
      "`reduce_on_plateau(cooldown=...)` must be <= 2147483647, got 2147483648."),
     (lambda: js.reduce_on_plateau(accumulation_size=2**33),
      "`reduce_on_plateau(accumulation_size=...)` must be <= 2147483647, got 8589934592."),
-], ids=["patience", "cooldown", "accumulation_size"])
+    (lambda: js.skip_nonfinite(js.sgd(0.1), max_consecutive=2**40),
+     "`skip_nonfinite(max_consecutive=...)` must be <= 2147483647, got 1099511627776."),
+    (lambda: js.schedule_free_sgd(0.1, warmup_steps=2**31),
+     "`schedule_free_sgd(warmup_steps=...)` must be <= 2147483647, got 2147483648."),
+    (lambda: js.muon(0.1, ns_steps=2**32),
+     "`muon(ns_steps=...)` must be <= 2147483647, got 4294967296."),
+    (lambda: js.scale_by_factored_rms(step_offset=2**31),
+     "`scale_by_factored_rms(step_offset=...)` must be <= 2147483647, got 2147483648."),
+    (lambda: js.cooldown(js.constant(0.1), 2**40, 10),
+     "`cooldown(total_steps=...)` must be <= 2147483647, got 1099511627776."),
+], ids=["patience", "cooldown", "accumulation_size", "skip_nonfinite.max_consecutive",
+        "schedule_free_sgd.warmup_steps", "muon.ns_steps", "scale_by_factored_rms.step_offset",
+        "cooldown.total_steps"])
 def test_counts_beyond_int32_are_refused_at_construction(call, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         call()
