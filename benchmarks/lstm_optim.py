@@ -82,6 +82,10 @@ def _optimizer(lib, name: str, schedule, args, optax_style: bool):
         return lib.adagrad(schedule, initial_accumulator_value=0.1, eps=1e-7)
     if name in ("adopt", "prodigy", "schedule_free_adamw", "schedule_free_sgd", "muon"):
         lib = lib.contrib if optax_style else lib  # optax keeps these in optax.contrib
+    if name in ("schedule_free_adamw", "schedule_free_sgd") and type(schedule).__name__ == "Constant":
+        # Schedule-free is meant for a constant learning rate with its own warmup.
+        extra = {"weight_decay": args.weight_decay} if name == "schedule_free_adamw" else {}
+        return getattr(lib, name)(schedule, warmup_steps=args.warmup_steps, **extra)
     if name in ("nadamw", "schedule_free_adamw", "lion", "lamb"):
         return getattr(lib, name)(schedule, weight_decay=args.weight_decay)
     if name == "prodigy":
