@@ -45,13 +45,13 @@ class ScaleByFactoredRmsState(NamedTuple):
         >>> import jax.numpy as jnp, jaxsched as js
         >>> s = js.scale_by_factored_rms(convention="pytorch").init(jnp.zeros((3, 4)))
         >>> s.v_row.shape, s.v_col.shape, s.v.shape
-        ((3, 1), (1, 4), (0,))
+        ((3, 1), (1, 4), (1,))
     """
 
     count: Array  # type: ignore[assignment]  # int32 []
-    v_row: PyTree  # factored arrays: mean over the column axis (kept as size 1); else shape (0,)
-    v_col: PyTree  # factored arrays: mean over the row axis (kept as size 1); else shape (0,)
-    v: PyTree  # unfactored arrays: like the param; factored ones: shape (0,)
+    v_row: PyTree  # factored arrays: mean over the column axis (kept as size 1); else shape (1,)
+    v_col: PyTree  # factored arrays: mean over the row axis (kept as size 1); else shape (1,)
+    v: PyTree  # unfactored arrays: like the param; factored ones: shape (1,)
     hyperparams: dict  # {"decay_rate": float [], "epsilon": float [] (unless None)}
 
 
@@ -126,7 +126,8 @@ def scale_by_factored_rms(factored: bool = True, decay_rate: Hyper = 0.8, step_o
     if epsilon is not None:
         hypers["epsilon"] = epsilon
     torch = convention == "pytorch"
-    empty = lambda dtype: jnp.zeros((0,), dtype)  # noqa: E731
+    # An unused moment is a (1,) zero, as optax's: orbax refuses to save size-0 arrays.
+    empty = lambda dtype: jnp.zeros((1,), dtype)  # noqa: E731
 
     def axes(p: Array) -> tuple[int, int] | None:
         return factored_axes(jnp.shape(p), factored, min_dim_size_to_factor, convention)

@@ -438,6 +438,8 @@ def scale_by_amsgrad(b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper = 1e-8, *,
     PyTorch keeps the maximum of the raw second moment and bias-corrects it
     with the current k; optax's `scale_by_amsgrad` keeps the maximum of the
     bias-corrected moment. The two differ in the first updates.
+    `scale_by_adam(amsgrad=True)` is the same PyTorch form with Adam's
+    `eps_root`, `nu_dtype` and `nesterov` (state `ScaleByAdamAmsgradState`).
 
     Args:
       b1, b2: in [0, 1).
@@ -475,8 +477,13 @@ def amsgrad(learning_rate: Hyper, b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper
 
     p -= learning_rate * scale_by_amsgrad(g + weight_decay * p)
 
-    For PyTorch's `AdamW(amsgrad=True)` chain `scale_by_amsgrad`,
-    `add_decayed_weights` and `scale_by_learning_rate`.
+    PyTorch's convention (the maximum of the raw second moment, see
+    `scale_by_amsgrad`), not optax's `amsgrad` (the maximum of the
+    bias-corrected one). Without `weight_decay` it is `js.adam(learning_rate,
+    b1, b2, eps, amsgrad=True)` (equal up to rounding: the two compute
+    sqrt(v_max / (1 - b2^k)) in a different order); that form also takes
+    `eps_root`, `nu_dtype` and `nesterov`. PyTorch's `AdamW(amsgrad=True)`
+    is `js.adamw(..., amsgrad=True)`.
 
     Args:
       learning_rate: >= 0.

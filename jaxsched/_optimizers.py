@@ -105,20 +105,50 @@ def rmsprop(learning_rate: Hyper, decay: Hyper = 0.9, eps: Hyper = 1e-8,
 @with_groups
 def adam(learning_rate: Hyper, b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper = 1e-8,
          eps_root: Hyper = 0.0, mu_dtype: Any = None, *, nu_dtype: Any = None,
-         nesterov: bool = False) -> Transformation:
+         nesterov: bool = False, amsgrad: bool = False) -> Transformation:
     """Adam (Kingma & Ba, 2015): p -= lr * m_hat / (sqrt(v_hat) + eps).
 
     See `scale_by_adam` for the moment formulas and their dtypes.
+
+    With `amsgrad=True` (Reddi et al., 2018), v_max = max(v_max, v) and
+    v_hat = v_max / (1 - b2^k): PyTorch's `torch.optim.Adam(amsgrad=True)`
+    (the maximum of the raw second moment, bias-corrected with the current
+    k, eps outside the root). The first state is then a
+    `ScaleByAdamAmsgradState` (`nu_max` added); `amsgrad=False` is Adam
+    unchanged. `js.amsgrad` is the same algorithm with PyTorch Adam's L2
+    `weight_decay` and without `eps_root`/`nu_dtype`/`nesterov` (its state is
+    a `ScaleByAmsgradState`); `optax.amsgrad` differs: it keeps the maximum
+    of the bias-corrected v_hat, so the two part in the first updates.
+
+    Args:
+      learning_rate: >= 0 (number, array or schedule).
+      b1, b2: moment decay rates, in [0, 1).
+      eps: added outside the square root, >= 0.
+      eps_root: added inside the square root, >= 0.
+      mu_dtype, nu_dtype: dtypes of the moments (and of `nu_max`: nu_dtype).
+      nesterov: Nesterov momentum (NAdam, Dozat 2016).
+      amsgrad: AMSGrad's running maximum of the second moment; a bool,
+        keyword-only (optax's `adam` has no such argument).
+
+    Raises:
+      ValueError: for a value out of range, naming `adam`.
+      TypeError: if `nesterov` or `amsgrad` is not a bool.
+
+    References: Kingma & Ba, 2015; Reddi et al., "On the Convergence of Adam
+    and Beyond", ICLR 2018.
 
     Example:
         >>> import jax.numpy as jnp, jaxsched as js
         >>> opt = js.adam(0.1)
         >>> [round(x, 6) for x in opt.update(jnp.array([3.0]), opt.init(jnp.zeros(1)))[0].tolist()]
         [-0.1]
+        >>> opt = js.adam(0.1, amsgrad=True)
+        >>> type(opt.init(jnp.zeros(1))[0]).__name__
+        'ScaleByAdamAmsgradState'
     """
     with _checks.calling("adam"):
         return chain(scale_by_adam(b1, b2, eps, eps_root, mu_dtype=mu_dtype, nu_dtype=nu_dtype,
-                                   nesterov=nesterov),
+                                   nesterov=nesterov, amsgrad=amsgrad),
                      scale_by_learning_rate(learning_rate))
 
 
@@ -126,17 +156,35 @@ def adam(learning_rate: Hyper, b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper = 
 def adamw(learning_rate: Hyper, b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper = 1e-8,
           eps_root: Hyper = 0.0, mu_dtype: Any = None, weight_decay: Hyper = 1e-4,
           mask: MaskOrFn = None, *, nu_dtype: Any = None,
-          nesterov: bool = False) -> Transformation:
+          nesterov: bool = False, amsgrad: bool = False) -> Transformation:
     """AdamW: Adam with decoupled weight decay (Loshchilov & Hutter, 2019).
 
     p -= lr * (m_hat / (sqrt(v_hat) + eps) + weight_decay * p)
 
     The decay is multiplied by the learning rate in force, as PyTorch's AdamW
-    (`p *= 1 - lr * wd`) and optax's `adamw`.
+    (`p *= 1 - lr * wd`) and optax's `adamw`. With `amsgrad=True`, v_hat is
+    the bias-corrected running maximum of v, as PyTorch's
+    `AdamW(amsgrad=True)` (see `adam` for how it relates to `js.amsgrad`
+    and `optax.amsgrad`); PyTorch's default `weight_decay` is 1e-2.
 
     Args:
+      learning_rate: >= 0 (number, array or schedule).
+      b1, b2: moment decay rates, in [0, 1).
+      eps, eps_root: >= 0, outside and inside the square root.
+      mu_dtype, nu_dtype: dtypes of the moments.
+      weight_decay: >= 0, multiplied by the learning rate in force.
       mask: pytree of bools like the params, or a function of the params; False
         leaves are not decayed.
+      nesterov: Nesterov momentum.
+      amsgrad: AMSGrad's running maximum of the second moment; a bool,
+        keyword-only.
+
+    Raises:
+      ValueError: for a value out of range, naming `adamw`.
+      TypeError: if `nesterov` or `amsgrad` is not a bool.
+
+    References: Loshchilov & Hutter, "Decoupled Weight Decay Regularization",
+    ICLR 2019; Reddi et al., ICLR 2018.
 
     Example:
         >>> import jax.numpy as jnp, jaxsched as js
@@ -147,6 +195,6 @@ def adamw(learning_rate: Hyper, b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper =
     """
     with _checks.calling("adamw"):
         return chain(scale_by_adam(b1, b2, eps, eps_root, mu_dtype=mu_dtype, nu_dtype=nu_dtype,
-                                   nesterov=nesterov),
+                                   nesterov=nesterov, amsgrad=amsgrad),
                      add_decayed_weights(weight_decay, mask),
                      scale_by_learning_rate(learning_rate))

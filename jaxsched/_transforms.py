@@ -80,6 +80,28 @@ class ScaleByAdamState(NamedTuple):
     hyperparams: dict  # {"b1", "b2", "eps", "eps_root": float []}
 
 
+@carries("scale_by_adam")
+class ScaleByAdamAmsgradState(NamedTuple):
+    """State of `scale_by_adam(amsgrad=True)`: Adam's moments and the running maximum of `nu`.
+
+    `nu_max` is the maximum of the raw (not bias-corrected) second moment
+    over the updates done, as PyTorch's `max_exp_avg_sq`. The state of
+    `scale_by_adam(amsgrad=False)` is `ScaleByAdamState`.
+
+    Example:
+        >>> import jax.numpy as jnp, jaxsched as js
+        >>> state = js.scale_by_adam(amsgrad=True).init(jnp.zeros(2, jnp.bfloat16))
+        >>> state._fields, state.nu_max.dtype
+        (('count', 'mu', 'nu', 'nu_max', 'hyperparams'), dtype('float32'))
+    """
+
+    count: Array  # type: ignore[assignment]  # int32 []: updates done, saturating
+    mu: PyTree  # first moment, like params (float32 for bf16/f16 params, or mu_dtype)
+    nu: PyTree  # second moment, like params (float32 for bf16/f16 params, or nu_dtype)
+    nu_max: PyTree  # running maximum of nu (not bias-corrected), like nu (same dtype)
+    hyperparams: dict  # {"b1", "b2", "eps", "eps_root": float []}
+
+
 @carries("scale_by_rms")
 class ScaleByRmsState(NamedTuple):
     """State of `scale_by_rms`; `mu` is `()` unless centered.
@@ -307,18 +329,27 @@ def _check_decay_rates(owner: str, **rates: Hyper) -> None:
 @with_groups
 def scale_by_adam(b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper = 1e-8,
                   eps_root: Hyper = 0.0, *, mu_dtype: Any = None, nu_dtype: Any = None,
-                  nesterov: bool = False) -> Transformation:
+                  nesterov: bool = False, amsgrad: bool = False) -> Transformation:
     """Scale by Adam's bias-corrected moment estimates (Kingma & Ba, 2015).
 
     m = b1 * m + (1 - b1) * g;   v = b2 * v + (1 - b2) * g^2;   k = update count from 1
     m_hat = m / (1 - b1^k)        (Nesterov: b1 * m / (1 - b1^(k+1)) + (1 - b1) * g / (1 - b1^k))
-    v_hat = v / (1 - b2^k)
+    v_hat = v / (1 - b2^k)        (amsgrad: v_max = max(v_max, v);  v_hat = v_max / (1 - b2^k))
     u = m_hat / (sqrt(v_hat + eps_root) + eps)
 
     `eps` is outside the square root (optax and PyTorch); TF1/Keras fold the
     bias correction into the step size, which scales `eps` by sqrt(1 - b2^k).
     The moments of bfloat16/float16 parameters are kept in float32 (optax
     keeps them in the parameters' dtype, where `v` stops tracking).
+
+    With `amsgrad=True` (Reddi et al., 2018) the denominator uses the running
+    maximum of the raw second moment `v`, bias-corrected with the current
+    k, as PyTorch's `Adam(amsgrad=True)`; the state is then a
+    `ScaleByAdamAmsgradState` (with `nu_max`, in `nu`'s dtype). optax's
+    `scale_by_amsgrad` keeps the maximum of the bias-corrected `v_hat`
+    instead: the two differ while the bias correction still changes (the
+    first hundreds of updates for b2 = 0.999). `js.scale_by_amsgrad` is
+    PyTorch's form too, without `eps_root`, `nu_dtype` or `nesterov`.
 
     Args:
       b1, b2: moment decay rates, in [0, 1).
@@ -327,8 +358,14 @@ def scale_by_adam(b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper = 1e-8,
       mu_dtype, nu_dtype: dtypes of the moments (default: float32 for
         parameters narrower than float32, else the parameters').
       nesterov: use Nesterov momentum (NAdam, Dozat 2016).
+      amsgrad: keep the running maximum of `v` (AMSGrad), a bool.
 
-    References: Kingma & Ba, "Adam: A Method for Stochastic Optimization", 2015.
+    Raises:
+      ValueError: for a value out of range.
+      TypeError: if `nesterov` or `amsgrad` is not a bool.
+
+    References: Kingma & Ba, "Adam: A Method for Stochastic Optimization", 2015;
+    Reddi et al., "On the Convergence of Adam and Beyond", ICLR 2018.
 
     Example:
         >>> import jax.numpy as jnp, jaxsched as js
@@ -336,16 +373,27 @@ def scale_by_adam(b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper = 1e-8,
         >>> u, _ = tx.update(jnp.array([2.0, -3.0]), tx.init(jnp.zeros(2)))
         >>> [round(x, 6) for x in u.tolist()]
         [1.0, -1.0]
+        >>> tx = js.scale_by_adam(b1=0.0, b2=0.5, eps=0.0, amsgrad=True)
+        >>> state = tx.init(jnp.zeros(1))
+        >>> _, state = tx.update(jnp.array([4.0]), state)
+        >>> u, state = tx.update(jnp.array([1.0]), state)  # v_max keeps 8, not v = 4.5
+        >>> state.nu.tolist(), state.nu_max.tolist(), [round(x, 6) for x in u.tolist()]
+        ([4.5], [8.0], [0.306186])
     """
     owner = "scale_by_adam"
     _check_decay_rates(owner, b1=b1, b2=b2)
     _hyper.check(owner, "eps", eps, lo=0)
     _hyper.check(owner, "eps_root", eps_root, lo=0)
     _checks.boolean(owner, "nesterov", nesterov)
+    _checks.boolean(owner, "amsgrad", amsgrad)
 
-    def step(hp, g, m, v):
+    def moments(hp, g, m, v):
         m = hp.b1 * m + (1 - hp.b1) * g
         v = hp.b2 * v + (1 - hp.b2) * jnp.square(g)
+        return m, v
+
+    def direction(hp, g, m, v):
+        """m_hat / (sqrt(v_hat + eps_root) + eps), `v` the (maximum) second moment."""
         c1 = 1 - jax.lax.pow(hp.b1, hp.k)  # b ** k for an int32 k, without promoting k
         if nesterov:
             c1_next = 1 - jax.lax.pow(hp.b1, _numerics.next_count(hp.k))
@@ -353,10 +401,23 @@ def scale_by_adam(b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper = 1e-8,
         else:
             m_hat = m / c1
         v_hat = v / (1 - jax.lax.pow(hp.b2, hp.k))
-        return m_hat / (jnp.sqrt(v_hat + hp.eps_root) + hp.eps), m, v
+        return m_hat / (jnp.sqrt(v_hat + hp.eps_root) + hp.eps)
 
-    return transformation(owner, ScaleByAdamState,
-                          {"b1": b1, "b2": b2, "eps": eps, "eps_root": eps_root}, step,
+    def step(hp, g, m, v):
+        m, v = moments(hp, g, m, v)
+        return direction(hp, g, m, v), m, v
+
+    def amsgrad_step(hp, g, m, v, v_max):
+        m, v = moments(hp, g, m, v)
+        v_max = jnp.maximum(v_max, v)
+        return direction(hp, g, m, v_max), m, v, v_max
+
+    hypers = {"b1": b1, "b2": b2, "eps": eps, "eps_root": eps_root}
+    if amsgrad:
+        return transformation(owner, ScaleByAdamAmsgradState, hypers, amsgrad_step,
+                              buffers={"mu": Buffer(dtype=mu_dtype), "nu": Buffer(dtype=nu_dtype),
+                                       "nu_max": Buffer(dtype=nu_dtype)})
+    return transformation(owner, ScaleByAdamState, hypers, step,
                           buffers={"mu": Buffer(dtype=mu_dtype), "nu": Buffer(dtype=nu_dtype)})
 
 

@@ -21,7 +21,8 @@ import pytest
 
 import jaxsched as js
 from optimizer_registry import params_like, random_grads
-from training import assert_params_close, trajectory
+from training import (assert_params_close, assert_trees_close, train_random, trajectory,
+                      tree_of_every_kind)
 
 REGISTRY = {
     "nadam": lambda: js.nadam(0.01, weight_decay=0.01),
@@ -29,6 +30,9 @@ REGISTRY = {
     "radam": lambda: js.radam(0.01, weight_decay=0.01, decoupled_weight_decay=True),
     "adamax": lambda: js.adamax(0.01, weight_decay=0.01),
     "amsgrad": lambda: js.amsgrad(0.01),
+    "adam_amsgrad": lambda: js.adam(0.01, amsgrad=True),
+    "adamw_amsgrad": lambda: js.adamw(js.cosine_decay(0.01, 50), weight_decay=0.01,
+                                      nesterov=True, amsgrad=True),
     "adopt": lambda: js.adopt(0.01, nesterov=True),
     "prodigy": lambda: js.prodigy(weight_decay=0.01),
     "prodigy_coupled": lambda: js.prodigy(weight_decay=0.01, decouple=False,
@@ -44,6 +48,8 @@ SWEEPS = {
     "radam": lambda lr, b: js.radam(lr, b2=b),
     "adamax": lambda lr, b: js.adamax(lr, b1=b),
     "amsgrad": lambda lr, b: js.amsgrad(lr, b2=b),
+    "adam_amsgrad": lambda lr, b: js.adam(lr, b2=b, amsgrad=True),
+    "adamw_amsgrad": lambda lr, b: js.adamw(lr, b1=b, weight_decay=0.1, amsgrad=True),
     "adopt": lambda lr, b: js.adopt(lr, b1=b),
     "prodigy": lambda lr, b: js.prodigy(lr * 100, b1=b),
     "schedule_free_adamw": lambda lr, b: js.schedule_free_adamw(lr, b1=b),
@@ -162,6 +168,69 @@ def test_integer_or_complex_params_raise_type_error_at_init():
             REGISTRY[name]().init({"w": jnp.zeros(3, jnp.complex64)})
 
 
+# ---------------------------------------------------------------- adam(amsgrad=True)
+
+
+def test_adam_amsgrad_is_js_amsgrad_and_keeps_the_maximum():
+    """adam(amsgrad=True) and js.amsgrad are PyTorch's AMSGrad; optax's differs early on."""
+    lr = js.warmup(js.cosine_decay(0.01, 60), 5)
+    b2 = js.polynomial_decay(0.99, 60, 0.9)
+    p, g = params_like(), random_grads(60)
+    ours, state = trajectory(js.adam(lr, b2=b2, amsgrad=True), p, g)
+    alias, alias_state = trajectory(js.amsgrad(lr, b2=b2), p, g)
+    assert_params_close(ours, alias, rtol=1e-6)
+    for k in p:
+        np.testing.assert_allclose(np.asarray(state[0].nu_max[k]),
+                                   np.asarray(alias_state[0].nu_max[k]), rtol=1e-6)
+    # The maximum is engaged: nu_max >= nu everywhere, > somewhere, and the run is not Adam's.
+    nu, nu_max = np.asarray(state[0].nu["w"]), np.asarray(state[0].nu_max["w"])
+    assert (nu_max >= nu).all() and (nu_max > 1.5 * nu).any()
+    plain, plain_state = trajectory(js.adam(lr, b2=b2), p, g)
+    assert type(plain_state[0]) is js.ScaleByAdamState
+    assert type(state[0]) is js.ScaleByAdamAmsgradState
+    assert np.abs(np.asarray(plain["w"][-1]) - np.asarray(ours["w"][-1])).max() > 1e-3
+    # optax keeps the maximum of the bias-corrected moment: other numbers.
+    theirs, _ = trajectory(optax.inject_hyperparams(optax.amsgrad)(lr, b2=b2), p, g)
+    assert np.abs(np.asarray(theirs["w"][-1]) - np.asarray(ours["w"][-1])).max() > 1e-4
+    assert float(js.hyperparams(state, "b2")) == pytest.approx(float(b2(59)), rel=1e-6)
+    # (near the end of the cosine: float32 cancellation, hence 1e-5)
+    assert float(js.hyperparams(state, "learning_rate")) == pytest.approx(float(lr(59)),
+                                                                          rel=1e-5)
+
+
+def test_adam_amsgrad_on_flat_params_equals_the_tree():
+    params = tree_of_every_kind()
+    mask = jax.tree.map(lambda x: jnp.ndim(x) > 1, params)
+    make = lambda m: js.adamw(js.warmup(js.cosine_decay(0.01, 20), 3), weight_decay=0.1,
+                              mask=m, amsgrad=True)
+    plain, _ = train_random(make(mask), params, 8)
+    flat = js.flat_params(params, group=mask)
+    trained, state = train_random(make(flat.labels()), flat, 8)
+    got = trained.unflatten()
+    low = {"half", "f16"}  # last-bit ties round either way in bfloat16/float16
+    assert_trees_close({k: v for k, v in got.items() if k not in low},
+                       {k: v for k, v in plain.items() if k not in low}, rtol=1e-6)
+    assert_trees_close({k: got[k] for k in low}, {k: plain[k] for k in low}, rtol=2e-2)
+    assert {x.shape for x in jax.tree.leaves(state[0].nu_max)} <= {
+        x.shape for x in jax.tree.leaves(flat)}
+
+
+def test_adam_amsgrad_groups_run_each_group_as_alone():
+    p, g = params_like(), random_grads(20)
+    opt = js.adam(0.01, amsgrad=True, groups={
+        "bias": js.group(r"^b$", learning_rate=js.cosine_decay(0.05, 20), b1=0.5),
+        "plain": js.group(r"^s$", amsgrad=False)})
+    p, g = {**p, "s": p["w"][0]}, {**g, "s": g["w"][:, 0]}
+    ours, state = trajectory(opt, p, g)
+    w, _ = trajectory(js.adam(0.01, amsgrad=True), p["w"], g["w"])
+    b, _ = trajectory(js.adam(js.cosine_decay(0.05, 20), b1=0.5, amsgrad=True), p["b"], g["b"])
+    s_, _ = trajectory(js.adam(0.01), p["s"], g["s"])
+    np.testing.assert_array_equal(np.asarray(ours["s"]), np.asarray(s_))
+    np.testing.assert_array_equal(np.asarray(ours["w"]), np.asarray(w))
+    np.testing.assert_array_equal(np.asarray(ours["b"]), np.asarray(b))
+    assert float(js.hyperparams(state, "bias/b1")) == 0.5
+
+
 # ---------------------------------------------------------------- hyperparameters
 
 
@@ -172,6 +241,8 @@ def test_hyperparams_read_back_and_measured_values():
         "radam": {"b1", "b2", "eps", "threshold", "weight_decay", "learning_rate"},
         "adamax": {"b1", "b2", "eps", "weight_decay", "learning_rate"},
         "amsgrad": {"b1", "b2", "eps", "learning_rate"},
+        "adam_amsgrad": {"b1", "b2", "eps", "eps_root", "learning_rate"},
+        "adamw_amsgrad": {"b1", "b2", "eps", "eps_root", "weight_decay", "learning_rate"},
         "adopt": {"b1", "b2", "eps", "clip_value", "learning_rate"},
         "prodigy": {"learning_rate", "b1", "b2", "eps", "estim_lr0", "estim_lr_coef",
                     "weight_decay", "growth_rate"},
@@ -253,6 +324,17 @@ BAD = [
      "`radam(decoupled_weight_decay=...)` must be a bool, got 1."),
     (lambda: js.adamax(0.1, eps=-1e-8), ValueError, "`adamax(eps=...)` must be > 0, got -1e-08."),
     (lambda: js.amsgrad(0.1, b2=NAN), ValueError, "`amsgrad(b2=...)` must not be NaN, got nan."),
+    (lambda: js.adam(0.1, amsgrad=1), TypeError, "`adam(amsgrad=...)` must be a bool, got 1."),
+    (lambda: js.adam(0.1, amsgrad=None), TypeError,
+     "`adam(amsgrad=...)` must be a bool, got None."),
+    (lambda: js.adamw(0.1, amsgrad="yes"), TypeError,
+     "`adamw(amsgrad=...)` must be a bool, got 'yes'."),
+    (lambda: js.adam(0.1, groups={"b": js.group("b", amsgrad=0)}), TypeError,
+     "`adam(groups={'b': group(amsgrad=...)})` must be a bool, got 0."),
+    (lambda: js.scale_by_adam(amsgrad=jnp.bool_(True)), TypeError,
+     "`scale_by_adam(amsgrad=...)` must be a bool, got Array(True, dtype=bool)."),
+    (lambda: js.adam(0.1, b2=1.0, amsgrad=True), ValueError,
+     "`adam(b2=...)` must be < 1, got 1.0."),
     (lambda: js.adopt(0.1, b2=1.0), ValueError, "`adopt(b2=...)` must be < 1, got 1.0."),
     (lambda: js.adopt(0.1, clip_value_fn=2.0), TypeError,
      "`adopt(clip_value_fn=...)` must be a schedule (a callable of the step), got float 2.0."),
@@ -333,12 +415,14 @@ def test_positional_order_is_optax(name, theirs):
     lambda: js.nadam(0.1, b1=0.0, momentum_decay=0.0),
     lambda: js.adamax(0.1, b1=0.0, b2=0.0),
     lambda: js.amsgrad(0.1, b1=0.0, b2=0.0),
+    lambda: js.adam(0.1, b1=0.0, b2=0.0, amsgrad=True),
     lambda: js.adopt(0.1, b1=0.0, b2=0.0, use_clipping=False),
     lambda: js.prodigy(0.0),
     lambda: js.prodigy(b1=0.0, growth_rate=1.0),
     lambda: js.schedule_free_sgd(0.0, weight_lr_power=0.0),
     lambda: js.schedule_free_adamw(js.constant(0.0), 2, b2=0.0),
-], ids=["radam_b2_0", "nadam_b1_0", "adamax_b_0", "amsgrad_b_0", "adopt_b_0_noclip",
+], ids=["radam_b2_0", "nadam_b1_0", "adamax_b_0", "amsgrad_b_0", "adam_amsgrad_b_0",
+        "adopt_b_0_noclip",
         "prodigy_lr_0", "prodigy_b1_0", "sf_sgd_lr_0", "sf_adamw_lr_0"])
 def test_edge_configurations_stay_finite(make):
     """Accepted edge values, zero and nonzero gradients: no NaN or inf in updates or state."""

@@ -94,7 +94,7 @@ def test_adafactor_optax_defaults_match_optax():
     for k in p:
         np.testing.assert_allclose(np.asarray(ours[k]), np.asarray(theirs[k]), rtol=1e-6,
                                    atol=1e-6)
-    assert state[0].v_row["big"].shape == (130, 1) and state[0].v["big"].shape == (0,)
+    assert state[0].v_row["big"].shape == (130, 1) and state[0].v["big"].shape == (1,)
 
 
 def test_muon_matrices_match_pytorch_form_and_rest_is_adamw():

@@ -3,6 +3,9 @@
 N + M steps straight must be bitwise equal to: N steps, save to disk, restore
 in a fresh Python process, M more steps. The fresh process imports this
 module and runs `resume_main`; it writes its results with `numpy.savez`.
+Every other optimizer (issue 15's, `adam(amsgrad=True)`, the registry's
+other configurations) is saved with orbax in one checkpoint and restored in
+this process (`test_orbax_resume_is_bitwise_exact`), to keep it fast.
 """
 
 from __future__ import annotations
@@ -350,3 +353,105 @@ def test_empty_leaves_and_nonfinite_best_survive(tmp_path):
         back = js.restore_state(state, ckptr.restore((tmp_path / "s").absolute()))
     _assert_bitwise(leaves(back), leaves(state))
     assert jax.tree.structure(back) == jax.tree.structure(state)
+
+
+# ------------------------------------------------------------------ every other optimizer
+
+def _every_other_optimizer() -> dict[str, optax.GradientTransformation]:
+    """The optimizers `optimizers()` leaves out: issue 15's fourteen (with their
+    tree-level scalars: NAdam's product, Prodigy's estimates, schedule-free's
+    weights; Muon's matrices beside AdamW's vectors), adam/adamw(amsgrad=True)
+    and the registry's other configurations. Schedules make the count matter."""
+    cos = js.cosine_decay(0.05, 20)
+    decay_mask = {"w": True, "b": False}
+    return {
+        "nadam": js.nadam(cos, weight_decay=0.01),
+        "nadamw": js.nadamw(js.warmup(cos, 3), weight_decay=0.1,
+                            momentum_decay=js.polynomial_decay(4e-3, 20, 1e-2)),
+        "radam": js.radam(cos, b2=0.9, weight_decay=0.01, decoupled_weight_decay=True),
+        "adamax": js.adamax(js.exponential_decay(0.05, 4, 0.5), weight_decay=0.01),
+        "amsgrad": js.amsgrad(cos, weight_decay=0.01),
+        "adam(amsgrad=True)": js.adam(js.warmup(cos, 3), b2=js.polynomial_decay(0.99, 20, 0.9),
+                                      amsgrad=True),
+        "adamw(amsgrad=True)": js.adamw(cos, weight_decay=0.1, mask=decay_mask, nesterov=True,
+                                        amsgrad=True),
+        "adopt": js.adopt(cos, nesterov=True),
+        "prodigy": js.prodigy(js.cosine_decay(1.0, 20), weight_decay=0.01),
+        "prodigy(coupled)": js.prodigy(js.warmup(js.cosine_decay(1.0, 20), 2), beta3=0.9,
+                                       estim_lr0=1e-3, weight_decay=0.01, decouple=False,
+                                       use_bias_correction=True, safeguard_warmup=True,
+                                       growth_rate=1.05),
+        "schedule_free_adamw": js.schedule_free_adamw(cos, 3, weight_decay=0.01, r=0.5),
+        "schedule_free_sgd": js.schedule_free_sgd(js.cosine_decay(0.1, 20), 2, weight_decay=0.01,
+                                                  r=1.0),
+        "lion": js.lion(js.cosine_decay(0.01, 20), b1=js.polynomial_decay(0.9, 20, 0.95),
+                        weight_decay=0.1, mask=decay_mask),
+        "lamb": js.lamb(cos, weight_decay=0.01),
+        "lars": js.lars(cos, weight_decay=0.01, trust_coefficient=0.05, nesterov=True),
+        "adafactor": js.adafactor(cos, min_dim_size_to_factor=2, momentum=0.9,
+                                  weight_decay_rate=1e-3),
+        "adafactor(pytorch)": js.adafactor(cos, convention="pytorch", weight_decay_rate=0.01),
+        "muon": js.muon(js.cosine_decay(0.02, 20), adam_learning_rate=cos),
+        **{name: REGISTRY[name].ours(REGISTRY[name].lr, decay_mask)
+           for name in REGISTRY if name not in _RESUMED_ABOVE},
+    }
+
+
+# The registry configurations `optimizers()` runs (by their registry names).
+_RESUMED_ABOVE = {"sgd", "momentum_nesterov", "adagrad", "rmsprop_centered", "adam", "adamw"}
+ISSUE_15 = {"muon", "lion", "adafactor", "lamb", "lars", "nadam", "nadamw", "radam", "adamax",
+            "amsgrad", "adopt", "prodigy", "schedule_free_adamw", "schedule_free_sgd"}
+OTHERS = _every_other_optimizer()
+
+
+def test_every_optimizer_is_resumed():
+    assert ISSUE_15 | set(REGISTRY) - _RESUMED_ABOVE <= set(OTHERS)
+    assert _RESUMED_ABOVE <= set(optimizers())
+
+
+def _committed(tree):
+    return jax.device_put(tree, jax.devices()[0])
+
+
+@pytest.fixture(scope="module")
+def others_at_checkpoint(tmp_path_factory):
+    """Every optimizer of OTHERS after N steps, saved in one orbax checkpoint, and restored.
+
+    The arrays are committed to the device from the start, as orbax restores
+    them, so that each step function compiles once (an uncommitted and a
+    committed argument compile separately: the same program, twice the time).
+    """
+    ckpt = tmp_path_factory.mktemp("others") / "orbax"
+    at_checkpoint = {}
+    for name, opt in OTHERS.items():
+        step = make_step(opt)
+        params, state = run(name, step, _committed(params0()), _committed(opt.init(params0())),
+                            0, N)
+        at_checkpoint[name] = (step, params, state)
+    tree = {_fname(n): {"params": p, "opt_state": s} for n, (_, p, s) in at_checkpoint.items()}
+    with ocp.StandardCheckpointer() as ckptr:
+        ckptr.save(ckpt.absolute(), tree)
+        raw = ckptr.restore(ckpt.absolute())
+    return at_checkpoint, raw
+
+
+@pytest.mark.parametrize("name", OTHERS)
+def test_orbax_resume_is_bitwise_exact(name, others_at_checkpoint):
+    at_checkpoint, raw = others_at_checkpoint
+    step, params, state = at_checkpoint[name]
+    opt = OTHERS[name]
+    template = jax.eval_shape(lambda: {"params": params0(), "opt_state": opt.init(params0())})
+    restored = js.restore_state(template, raw[_fname(name)])
+    assert jax.tree.structure(restored) == jax.tree.structure(template)
+    # and through flax's msgpack, as the fresh-process test does for the others
+    flax_restored = _committed(js.restore_state(template, serialization.msgpack_restore(
+        serialization.msgpack_serialize(serialization.to_state_dict(
+            {"params": params, "opt_state": state})))))
+    straight = run(name, step, params, state, N, N + M)
+    want = leaves(straight)
+    for tree in (restored, flax_restored):
+        _assert_bitwise(leaves(run(name, step, tree["params"], tree["opt_state"], N, N + M)),
+                        want)
+    # The checkpoint was mid-run: the parameters moved after it.
+    assert max(float(np.abs(a - b).max()) for a, b in
+               zip(leaves(straight[0]), leaves(params))) > 1e-5

@@ -3,9 +3,10 @@
 For every public jaxsched function with an optax namesake (top-level optax, or
 optax.contrib), each argument jaxsched takes positionally after the first
 must be optax's argument at the same position, and an argument both take
-must have the same default. The differences that remain (names that differ
-and keyword-only arguments optax takes positionally) are listed here with
-their reason, and each must be named in docs/migration.md.
+must have the same default. The differences that remain (names that differ,
+keyword-only arguments optax takes positionally, and flags optax's namesake
+lacks that change the algorithm) are listed here with their reason, and each
+must be named in docs/migration.md.
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ KNOWN_DIFFERENCES = {
     ("muon", "weight_decay"): "PyTorch's Muon default 0.1 (optax.contrib.muon: 0.0)",
     ("muon", "adam_weight_decay"): "PyTorch AdamW's default 0.01 for the non-matrix leaves",
     ("monitor", "inner"): "a different function from optax.monitor(measures)",
+    ("adam", "amsgrad"): "keyword-only bool, not in optax.adam: PyTorch's Adam(amsgrad=True) "
+                         "(optax.amsgrad keeps the maximum of the bias-corrected v)",
+    ("adamw", "amsgrad"): "as adam's: PyTorch's AdamW(amsgrad=True)",
+    ("scale_by_adam", "amsgrad"): "as adam's",
 }
 
 

@@ -46,6 +46,9 @@ TRANSFORMS: dict[str, T] = {
     "scale_by_adam_nesterov_mu32": T(
         lambda: js.scale_by_adam(0.8, 0.99, 1e-6, 1e-10, mu_dtype=jnp.float32, nesterov=True),
         js.ScaleByAdamState),
+    "scale_by_adam_amsgrad": T(
+        lambda: js.scale_by_adam(0.8, js.polynomial_decay(0.99, 10, 0.9), nesterov=True,
+                                 amsgrad=True), js.ScaleByAdamAmsgradState),
     "scale_by_rms": T(lambda: js.scale_by_rms(), js.ScaleByRmsState),
     "scale_by_rms_centered": T(lambda: js.scale_by_rms(0.95, 1e-6, 0.5, centered=True),
                                js.ScaleByRmsState),

@@ -1,7 +1,8 @@
 """Elementwise optimizers against their reference implementations, float64, 200+ steps.
 
 PyTorch 2.13 (`NAdam` in both weight-decay modes, `RAdam` in both, `Adamax`,
-`Adam(amsgrad=True)`), the `schedulefree` package (`AdamWScheduleFree`,
+`Adam(amsgrad=True)` as `js.amsgrad` and as `js.adam(amsgrad=True)`,
+`AdamW(amsgrad=True)` as `js.adamw(amsgrad=True)`), the `schedulefree` package (`AdamWScheduleFree`,
 `SGDScheduleFree`: train and eval parameters) and the `prodigyopt`
 package (`Prodigy`), each driven step by step on the same small model
 (tests/optim_parity.py) with a schedule on the learning rate and on one
@@ -70,6 +71,14 @@ def lr_and(name, schedule, lr=LR):
     return set_group
 
 
+def _adamw_group(b1, wd):
+    def set_group(group, k):
+        group["lr"] = f(LR, k)
+        group["betas"] = (f(b1, k), 0.999)
+        group["weight_decay"] = f(wd, k)
+    return set_group
+
+
 def _prodigy_group(b1, b2, lr=LR_UNIT):
     def set_group(group, k):
         group["lr"] = f(lr, k)
@@ -127,6 +136,18 @@ def _cases() -> dict[str, Case]:
             lambda: js.amsgrad(LR, weight_decay=WD),
             lambda p: optim.Adam(p, lr=0.0, amsgrad=True, foreach=False),
             lr_and("weight_decay", WD)),
+        "adam_amsgrad": Case(
+            lambda: js.adam(LR, 0.9, B2, 1e-8, amsgrad=True),
+            lambda p: optim.Adam(p, lr=0.0, amsgrad=True, foreach=False),
+            betas(0.9, B2)),
+        "adam_amsgrad_foreach": Case(
+            lambda: js.adam(LR, B1, 0.99, 1e-6, amsgrad=True),
+            lambda p: optim.Adam(p, lr=0.0, eps=1e-6, amsgrad=True, foreach=True),
+            betas(B1, 0.99)),
+        "adamw_amsgrad": Case(
+            lambda: js.adamw(LR, B1, 0.999, 1e-8, weight_decay=WD, amsgrad=True),
+            lambda p: optim.AdamW(p, lr=0.0, weight_decay=0.0, amsgrad=True, foreach=False),
+            _adamw_group(B1, WD)),
         "prodigy": Case(
             lambda: js.prodigy(LR_UNIT, b2=B2, weight_decay=0.01),
             lambda p: prodigyopt.Prodigy(p, lr=1.0, weight_decay=0.01),

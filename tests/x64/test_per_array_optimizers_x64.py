@@ -174,6 +174,6 @@ def test_adafactor_matches_pytorch_adafactor():
     _assert_trajectories(ours, theirs, params, 1e-10)
     factored = state[0]
     assert factored.v_row["k"].shape == (2, 3, 1) and factored.v_col["k"].shape == (2, 1, 4)
-    assert factored.v["k"].shape == (0,) and factored.v["b1"].shape == (5,)
+    assert factored.v["k"].shape == (1,) and factored.v["b1"].shape == (5,)
     assert float(js.hyperparams(state)["decay_rate"]) == pytest.approx(
         float(decay_rate(STEPS - 1)), rel=1e-15)
