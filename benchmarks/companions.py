@@ -9,7 +9,9 @@ hits every side alike):
   ``js.accumulated_grad`` scan step (K micro-batches in one call);
 * time per micro-step of each, against the plain step on one micro-batch;
 * the step time of ``js.skip_spikes(opt, on="both")``, ``opt + js.ema_params``
-  and ``js.monitor(opt, update_ratio=True)`` against the plain step.
+  and ``js.monitor(opt, update_ratio=True)`` against the plain step;
+* XLA's count of the bytes each compiled step reads and writes (``MiB moved``,
+  ``cost_analysis()["bytes accessed"]``), which does not depend on the load.
 
 ``opt`` is ``js.chain(js.clip_by_global_norm(5.0), js.adamw(cosine))``, as the
 LSTM benchmark's default. The model is ``benchmarks.lstm_model.CharLSTM``
@@ -165,6 +167,10 @@ def main(argv=None) -> dict:
         example = chunk(data, 0, per_call) if per_call > 1 else micro(data, 0)
         compiled = jitted.lower(params, state, example).compile()
         memory[name] = peak_bytes(compiled.memory_analysis())
+        cost = compiled.cost_analysis()
+        cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+        # XLA's count of the bytes the step reads and writes: a load-independent figure
+        memory[name]["bytes_accessed_xla"] = float((cost or {}).get("bytes accessed", "nan"))
         runs[name] = [compiled, params, state, per_call]
         # one warm call each (allocations, first-touch)
         params, state, loss = compiled(params, state, example)
@@ -209,11 +215,13 @@ def main(argv=None) -> dict:
     print(f"{args.model}: k={args.k}, micro-batch {args.batch}, params "
           f"{sum(x.size for x in jax.tree.leaves(params0)):,}, load average "
           f"{load_start[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at the end")
-    print(f"{'side':24s} {'peak MiB':>9s} {'temp MiB':>9s} {'ms/micro-step':>14s} {'vs plain':>9s}"
+    print(f"{'side':24s} {'peak MiB':>9s} {'temp MiB':>9s} {'MiB moved':>10s} "
+          f"{'ms/micro-step':>14s} {'vs plain':>9s}"
           f" {'min ms':>8s} {'vs plain':>9s} {'CPU vs plain':>13s}")
     for name in runs:
         m = memory[name]
         print(f"{name:24s} {m['peak_bytes'] / 2**20:9.2f} {m['temp_size_in_bytes'] / 2**20:9.2f} "
+              f"{m['bytes_accessed_xla'] / 2**20:10.1f} "
               f"{1e3 * result['seconds_per_micro_step'][name]['median']:14.3f} "
               f"{result['ratio_to_plain'][name]:9.3f} "
               f"{1e3 * result['seconds_per_micro_step'][name]['min']:8.3f} "
