@@ -497,6 +497,15 @@ def test_optimizer_is_wrapped_in_the_documented_order():
     assert update_value(grad_norm_plateau, "loss", "eval") == "eval"
 
 
+def test_repeats_keep_the_companion_flags_and_measure_them_alone(tmp_path):
+    args = parse_args(["--quick", "--skip-spikes", "--ema", "0.9", "--accumulate", "2",
+                       "--compare", "plain", "--repeats", "2", "--out", str(tmp_path)])
+    for label, argv in lstm_modes.repeat_commands(args):
+        child = parse_args(argv)
+        assert (child.skip_spikes, child.ema, child.accumulate) == ("both", 0.9, 2), label
+        assert child.compare == ([] if label == "alone_jaxsched" else ["plain"])
+
+
 @pytest.mark.parametrize("argv, flag", [
     (["--accumulate", "0"], "--accumulate"),
     (["--accumulate", "-2"], "--accumulate"),
