@@ -9,13 +9,22 @@ hits every side alike):
   ``js.accumulated_grad`` scan step (K micro-batches in one call);
 * time per micro-step of each, against the plain step on one micro-batch;
 * the step time of ``js.skip_spikes(opt, on="both")``, ``opt + js.ema_params``
-  and ``js.monitor(opt, update_ratio=True)`` against the plain step.
+  and ``js.monitor(opt, update_ratio=True)`` against the plain step;
+* XLA's count of the bytes each compiled step reads and writes (``MiB moved``,
+  ``cost_analysis()["bytes accessed"]``), which does not depend on the load.
 
 ``opt`` is ``js.chain(js.clip_by_global_norm(5.0), js.adamw(cosine))``, as the
 LSTM benchmark's default. The model is ``benchmarks.lstm_model.CharLSTM``
 (``--model lstm``, default) or a small MLP (``--model mlp``).
 
     PYTHONPATH=. python benchmarks/companions.py --k 4 --rounds 7 --out companions.json
+
+Sides run in the same order each round, reversed every other round. Besides
+wall time it reports process CPU time per micro-step (all threads): on a
+shared machine the wall-clock ratios move with the load, the CPU-time ratio
+much less. Run it on a quiet machine for the figures of issue 17 (at most 5%
+over the plain step for skip_spikes and ema_params; accumulate's peak memory
+at most MultiSteps' and its time per micro-step within 5% of the plain step).
 """
 
 from __future__ import annotations
@@ -149,6 +158,8 @@ def main(argv=None) -> dict:
         sides = {k: v for k, v in sides.items() if k in keep}
     data = batches(args.steps)
     runs, memory, times = {}, {}, {name: [] for name in sides}
+    cpu = {name: [] for name in sides}  # process CPU time: the work done, steadier under load
+    load_start = os.getloadavg()
     for name, (opt, step, per_call) in sides.items():
         jitted = jax.jit(step, donate_argnums=(0, 1))
         params = jax.tree.map(jnp.array, params0)
@@ -156,34 +167,45 @@ def main(argv=None) -> dict:
         example = chunk(data, 0, per_call) if per_call > 1 else micro(data, 0)
         compiled = jitted.lower(params, state, example).compile()
         memory[name] = peak_bytes(compiled.memory_analysis())
+        cost = compiled.cost_analysis()
+        cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+        # XLA's count of the bytes the step reads and writes: a load-independent figure
+        memory[name]["bytes_accessed_xla"] = float((cost or {}).get("bytes accessed", "nan"))
         runs[name] = [compiled, params, state, per_call]
         # one warm call each (allocations, first-touch)
         params, state, loss = compiled(params, state, example)
         jax.block_until_ready(loss)
         runs[name][1:3] = [params, state]
 
-    for _ in range(args.rounds):
-        for name, run in runs.items():  # alternate sides within every round
+    for r in range(args.rounds):
+        order = list(runs.items())
+        for name, run in (order if r % 2 == 0 else order[::-1]):  # alternate, flip each round
             compiled, params, state, per_call = run
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             for i in range(0, args.steps, per_call):
                 batch = chunk(data, i, per_call) if per_call > 1 else micro(data, i)
                 params, state, loss = compiled(params, state, batch)
             jax.block_until_ready((params, state, loss))
             times[name].append((time.perf_counter() - t0) / args.steps)  # per micro-batch
+            cpu[name].append((time.process_time() - c0) / args.steps)
             run[1:3] = [params, state]
 
     plain_t = statistics.median(times["plain"])
     plain_min = min(times["plain"])
+    plain_cpu = statistics.median(cpu["plain"])
     result = {"config": vars(args), "devices": str(jax.devices()), "jax": jax.__version__,
-              "load_average": os.getloadavg(), "memory": memory, "seconds_per_micro_step": {},
-              "ratio_to_plain": {}, "min_ratio_to_plain": {}, "memory_ratio_to_multisteps": {}}
+              "load_average_start": load_start, "load_average": os.getloadavg(),
+              "memory": memory, "seconds_per_micro_step": {},
+              "ratio_to_plain": {}, "min_ratio_to_plain": {}, "cpu_ratio_to_plain": {},
+              "memory_ratio_to_multisteps": {}}
     for name in runs:
         med = statistics.median(times[name])
         result["seconds_per_micro_step"][name] = {"median": med, "min": min(times[name]),
-                                                  "all": times[name]}
+                                                  "all": times[name],
+                                                  "cpu_median": statistics.median(cpu[name])}
         result["ratio_to_plain"][name] = med / plain_t
         result["min_ratio_to_plain"][name] = min(times[name]) / plain_min
+        result["cpu_ratio_to_plain"][name] = statistics.median(cpu[name]) / plain_cpu
     if "multisteps" in memory:
         ms = memory["multisteps"]["peak_bytes"]
         for name in ("plain", "accumulate", "multisteps", "accumulated_grad_scan"):
@@ -191,16 +213,20 @@ def main(argv=None) -> dict:
                 result["memory_ratio_to_multisteps"][name] = memory[name]["peak_bytes"] / ms
 
     print(f"{args.model}: k={args.k}, micro-batch {args.batch}, params "
-          f"{sum(x.size for x in jax.tree.leaves(params0)):,}, load {os.getloadavg()[0]:.1f}")
-    print(f"{'side':24s} {'peak MiB':>9s} {'temp MiB':>9s} {'ms/micro-step':>14s} {'vs plain':>9s}"
-          f" {'min ms':>8s} {'vs plain':>9s}")
+          f"{sum(x.size for x in jax.tree.leaves(params0)):,}, load average "
+          f"{load_start[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at the end")
+    print(f"{'side':24s} {'peak MiB':>9s} {'temp MiB':>9s} {'MiB moved':>10s} "
+          f"{'ms/micro-step':>14s} {'vs plain':>9s}"
+          f" {'min ms':>8s} {'vs plain':>9s} {'CPU vs plain':>13s}")
     for name in runs:
         m = memory[name]
         print(f"{name:24s} {m['peak_bytes'] / 2**20:9.2f} {m['temp_size_in_bytes'] / 2**20:9.2f} "
+              f"{m['bytes_accessed_xla'] / 2**20:10.1f} "
               f"{1e3 * result['seconds_per_micro_step'][name]['median']:14.3f} "
               f"{result['ratio_to_plain'][name]:9.3f} "
               f"{1e3 * result['seconds_per_micro_step'][name]['min']:8.3f} "
-              f"{result['min_ratio_to_plain'][name]:9.3f}")
+              f"{result['min_ratio_to_plain'][name]:9.3f} "
+              f"{result['cpu_ratio_to_plain'][name]:13.3f}")
     if args.out:
         pathlib.Path(args.out).write_text(json.dumps(result, indent=1))
     return result

@@ -17,6 +17,8 @@ Usage::
     python benchmarks/lstm.py --sweep-schedules cosine_decay,exponential_decay,one_cycle
     python benchmarks/lstm.py --compare torch --repeats 3   # 3 fresh runs + each side alone
     python benchmarks/lstm.py --phases --compare torch     # where the step's time goes
+    python benchmarks/lstm.py --skip-spikes --accumulate 2 --ema --compare plain
+    python benchmarks/lstm.py --accumulate 4 --compare optax   # vs optax.MultiSteps
     XLA_FLAGS=--xla_force_host_platform_device_count=8 python benchmarks/lstm.py --devices 8
 
 The code is split by concern: the command line (:mod:`benchmarks.lstm_cli`),
@@ -36,6 +38,14 @@ What a run does
   (``jit(...).trace(...).lower().compile()``) for the report, then called for
   every step; a ``jax.monitoring`` listener counts backend compilations of it
   (the report asserts nothing, it prints the count, which should be 1).
+* The training loop's companions: ``--skip-spikes [loss|grad_norm|both]``
+  (``js.skip_spikes``, fed the training loss as ``value=``), ``--accumulate K``
+  (``js.accumulate``: every step of the run, and ``--steps``, counts optimizer
+  updates of K micro-batches each, one call of the same compiled step per
+  micro-batch) and ``--ema [DECAY]`` (``js.ema_params``; the validation loss is
+  also evaluated on ``js.averaged_params``). ``--compare plain`` trains the same
+  optimizer without them alongside. At every evaluation ``lstm.json`` records
+  ``js.log_values`` of the optimizer state as floats (``valid.log_values``).
 * ``--repeats N`` runs the job N times, each in a fresh process, then each
   side alone in its own process (``--alone``), and reports the median of the
   step-time ratios with their range (``repeats`` in ``lstm.json``).

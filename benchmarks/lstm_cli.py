@@ -14,7 +14,7 @@ import sys
 from benchmarks.lstm_optim import DEFAULT_LR, OPTIMIZERS, SCHEDULES
 
 PROG = "lstm.py"
-COMPARISONS = ("optax", "torch", "cell")
+COMPARISONS = ("optax", "torch", "cell", "plain")
 #: What ``--alone`` measures in a process of its own.
 ALONE_SIDES = ("jaxsched", "torch")
 #: Sizes ``--quick`` sets unless a flag gives them explicitly.
@@ -68,6 +68,29 @@ def _dropout(text: str) -> float:
     return value
 
 
+def _decay(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
+
+
+#: What ``--skip-spikes`` watches (``js.skip_spikes(on=...)``); the flag alone means "both".
+SPIKE_SIGNALS = ("loss", "grad_norm", "both")
+#: The training-loop companions: flags that wrap the optimizer (``--compare plain`` drops them).
+COMPANION_FLAGS = ("--skip-spikes", "--accumulate", "--ema")
+
+
+def companions(args) -> list:
+    """The companion flags given on this command line (``--skip-spikes``, ...)."""
+    return [flag for flag, on in (("--skip-spikes", args.skip_spikes is not None),
+                                  ("--accumulate", args.accumulate > 1),
+                                  ("--ema", args.ema is not None)) if on]
+
+
 def build_parser(description: str = "Character-level LSTM benchmark for jaxsched."
                  ) -> argparse.ArgumentParser:
     """The argument parser of ``benchmarks/lstm.py``."""
@@ -104,6 +127,27 @@ def build_parser(description: str = "Character-level LSTM benchmark for jaxsched
                    help="linear warmup length (default: 5%% of --steps)")
     g.add_argument("--plateau", action="store_true",
                    help="chain js.reduce_on_plateau fed with the last validation loss")
+    g = p.add_argument_group("training-loop companions (js.skip_spikes, js.accumulate, "
+                             "js.ema_params)")
+    g.add_argument("--skip-spikes", nargs="?", const="both", default=None,
+                   choices=SPIKE_SIGNALS, metavar="ON",
+                   help="wrap the optimizer in js.skip_spikes(on=ON): skip an update whose "
+                   "training loss (passed as value=) and/or global gradient norm spikes; "
+                   "ON is loss, grad_norm or both (the flag alone: both)")
+    g.add_argument("--spike-window", type=_bounded(int, "an integer >= 2", ">= 2",
+                                                   lambda v: v >= 2), default=128,
+                   help="js.skip_spikes(window=...): accepted updates in the statistics")
+    g.add_argument("--spike-threshold", type=_positive_float, default=6.0,
+                   help="js.skip_spikes(threshold=...): standard deviations above the mean")
+    g.add_argument("--accumulate", type=_positive_int, default=1, metavar="K",
+                   help="wrap the optimizer in js.accumulate(every=K): every step of the run "
+                   "(--steps counts optimizer updates) is K micro-batches of --batch, each "
+                   "one call of the same compiled train step; schedules count optimizer "
+                   "updates")
+    g.add_argument("--ema", nargs="?", const=0.999, default=None, type=_decay,
+                   metavar="DECAY",
+                   help="chain js.ema_params(DECAY) last (the flag alone: 0.999) and also "
+                   "evaluate the validation loss on js.averaged_params(state)")
     g.add_argument("--lr-find", action="store_true",
                    help="run a learning-rate range test (jaxsched.lr_finder), write "
                         "lr_find.png and lr_find.json, and exit")
@@ -114,7 +158,10 @@ def build_parser(description: str = "Character-level LSTM benchmark for jaxsched
     g.add_argument("--timing-warmup", type=_nonneg_int, default=5,
                    help="first steps excluded from the step-time statistics")
     g.add_argument("--compare", default="", help=f"comma-separated subset of "
-                   f"{', '.join(COMPARISONS)}, trained alternating with the main run")
+                   f"{', '.join(COMPARISONS)}, trained alternating with the main run "
+                   "(plain: the same jaxsched optimizer without --skip-spikes, "
+                   "--accumulate, --ema, one micro-batch per update; optax with "
+                   "--accumulate K: optax.MultiSteps(every_k_schedule=K))")
     g.add_argument("--compare-block", type=_positive_int, default=10,
                    help="steps per side per alternation")
     g.add_argument("--repeats", type=_positive_int, default=1,
@@ -190,10 +237,40 @@ def parse_args(argv=None, description: str | None = None) -> argparse.Namespace:
     if args.repeats > 1 and (args.sweep_schedules or args.lr_find or args.alone):
         raise UsageError("--repeats", "repeats the main job and its --compare; it does not "
                          "combine with --sweep-schedules, --lr-find or --alone")
+    _check_companions(args)
     if args.alone and (args.compare or args.sweep_schedules or args.lr_find):
         raise UsageError("--alone", "measures one side; it does not combine with --compare, "
                          "--sweep-schedules or --lr-find")
     return args
+
+
+def _check_companions(args) -> None:
+    """Refuse combinations of --skip-spikes, --accumulate, --ema that cannot mean anything."""
+    given = companions(args)
+    if args.skip_spikes is None:
+        for flag, value, default in (("--spike-window", args.spike_window, 128),
+                                     ("--spike-threshold", args.spike_threshold, 6.0)):
+            if value != default:
+                raise UsageError(flag, "configures js.skip_spikes; it needs --skip-spikes")
+    if args.skip_spikes in ("loss", "both") and args.plateau:
+        raise UsageError("--skip-spikes", f"on {args.skip_spikes!r} passes the training loss "
+                         "as value=, which --plateau reads as the validation loss; use "
+                         "--skip-spikes grad_norm with --plateau")
+    if args.ema is not None and args.optimizer.startswith("schedule_free"):
+        raise UsageError("--ema", f"{args.optimizer} already averages its iterates (it is "
+                         "evaluated at its x); an EMA of its y is not what it evaluates")
+    if given and args.lr_find:
+        raise UsageError(given[0], "--lr-find tests the bare optimizer; it does not combine "
+                         "with --skip-spikes, --accumulate or --ema")
+    if given and "torch" in args.compare:
+        raise UsageError(given[0], "PyTorch's side has no spike skipping, accumulation or "
+                         "EMA; compare with --compare plain (or optax with --accumulate)")
+    if "optax" in args.compare and (args.skip_spikes is not None or args.ema is not None):
+        flag = "--skip-spikes" if args.skip_spikes is not None else "--ema"
+        raise UsageError(flag, "optax has no equivalent to compare with; use --compare plain")
+    if "plain" in args.compare and not given:
+        raise UsageError("--compare", "plain is the run without --skip-spikes, --accumulate "
+                         "and --ema; give at least one of them")
 
 
 def prepare_out(path: str) -> pathlib.Path:

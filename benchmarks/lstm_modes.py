@@ -27,7 +27,7 @@ import time
 import numpy as np
 
 from benchmarks import corpus as corpus_lib
-from benchmarks.lstm_cli import UsageError, check_jaxsched, prepare_out
+from benchmarks.lstm_cli import UsageError, check_jaxsched, companions, prepare_out
 from benchmarks.lstm_optim import build_optimizer, build_schedule
 from benchmarks.lstm_output import (curve_dict, finish, machine, max_abs_diff, timing_stats,
                                     versions, write_plots)
@@ -48,24 +48,31 @@ class Setup:
     counter: object
     init_params: dict
     val_batches: list
-    tokens: int        # tokens per step
-    flops: float       # analytic FLOPs per step
+    tokens: int        # tokens per micro-batch (per step without --accumulate)
+    flops: float       # analytic FLOPs per micro-batch
     result: dict       # the shared part of lstm.json
     started: float
 
-    def jaxsched_runner(self, name: str, cell: str, schedule_name: str):
-        """A runner of the jaxsched optimizer (``--flat-params`` if asked) and its schedule."""
+    def jaxsched_runner(self, name: str, cell: str, schedule_name: str,
+                        with_companions: bool = True):
+        """A runner of the jaxsched optimizer (``--flat-params`` if asked) and its schedule.
+
+        ``with_companions=False`` (``--compare plain``): the same optimizer without
+        ``--skip-spikes``, ``--accumulate`` and ``--ema``, one micro-batch per update.
+        """
         args = self.args
         schedule = build_schedule(self.js, schedule_name, args.lr, args.steps, args.warmup_steps)
-        tx = build_optimizer(args, schedule, "jaxsched")
+        tx = build_optimizer(args, schedule, "jaxsched", companions=with_companions)
         return JaxRunner(name, args, self.corpus.vocab_size, cell, schedule, tx,
                          self.init_params, self.mesh, self.counter, js=self.js,
-                         flat_params=True), schedule
+                         flat_params=True, micro=args.accumulate if with_companions else 1,
+                         companions=with_companions), schedule
 
     def optax_runner(self, schedule):
-        tx = build_optimizer(self.args, schedule, "optax")
+        tx = build_optimizer(self.args, schedule, "optax")  # MultiSteps with --accumulate
         return JaxRunner("optax", self.args, self.corpus.vocab_size, self.args.cell, schedule,
-                         tx, self.init_params, self.mesh, self.counter, js=None)
+                         tx, self.init_params, self.mesh, self.counter, js=None,
+                         micro=self.args.accumulate)
 
     def torch_runner(self, schedule):
         return TorchRunner(self.args, self.init_params, schedule)
@@ -136,18 +143,42 @@ def _done(s: Setup, plots: list) -> dict:
 
 
 def _final(c) -> dict:
-    return {"steps_run": len(c.steps),
-            "train_loss_first": c.loss[0] if c.loss else float("nan"),
-            "train_loss_last": float(np.mean(c.loss[-10:])) if c.loss else float("nan"),
-            "valid_loss": c.eval_loss[-1] if c.eval_loss else float("nan"),
-            "loss_decreased": bool(c.loss and float(np.mean(c.loss[-10:])) < c.loss[0])}
+    out = {"steps_run": len(c.steps),
+           "train_loss_first": c.loss[0] if c.loss else float("nan"),
+           "train_loss_last": float(np.mean(c.loss[-10:])) if c.loss else float("nan"),
+           "valid_loss": c.eval_loss[-1] if c.eval_loss else float("nan"),
+           "loss_decreased": bool(c.loss and float(np.mean(c.loss[-10:])) < c.loss[0])}
+    if c.eval_loss_ema:
+        out["valid_loss_ema"] = c.eval_loss_ema[-1]
+    return out
+
+
+def _timing(s: Setup, runner, flops_xla=None) -> dict:
+    """:func:`timing_stats` of a runner's steps (each ``runner.micro`` micro-batches)."""
+    micro = getattr(runner, "micro", 1)
+    return timing_stats(runner.curve.time_s, s.args.timing_warmup, s.tokens * micro,
+                        s.flops * micro, None if flops_xla is None else flops_xla * micro,
+                        micro=micro)
+
+
+def _companions_summary(s: Setup, runner) -> dict:
+    """What the companion flags did, and what ``--steps`` counted (optimizer updates)."""
+    a = s.args
+    return {"flags": companions(a), "skip_spikes": a.skip_spikes, "accumulate": a.accumulate,
+            "ema": a.ema, "steps_count": "optimizer updates",
+            "micro_batches_per_update": runner.micro,
+            "optimizer_updates_run": len(runner.curve.steps),
+            "train_step_calls": runner.calls,
+            "wrapping": "accumulate(skip_spikes(chain(clip, optimizer, [plateau], "
+                        "[ema_params])), every=K), each present only with its flag"}
 
 
 def _main_side_results(s: Setup, main, flops_xla=None) -> None:
     """The main side's timing, curves and final losses into ``s.result``."""
     c = main.curve
-    s.result["timing"] = timing_stats(c.time_s, s.args.timing_warmup, s.tokens, s.flops,
-                                      flops_xla)
+    s.result["timing"] = _timing(s, main, flops_xla)
+    if isinstance(main, JaxRunner):
+        s.result["companions"] = _companions_summary(s, main)
     s.result["timing"]["eval_time_median_s"] = float(np.median(c.eval_time_s)) \
         if c.eval_time_s else None
     s.result.update(curve_dict(c))
@@ -196,7 +227,7 @@ def run_sweep(s: Setup) -> dict:
                        "compile_s": runner.report["compile_s"],
                        "compiles": runner.compile_counts(),
                        **curve_dict(c),
-                       "timing": timing_stats(c.time_s, args.timing_warmup, s.tokens, s.flops)}
+                       "timing": _timing(s, runner)}
         if interrupted:
             s.result["interrupted"] = True
             break
@@ -210,12 +241,14 @@ def _compare_entry(s: Setup, main, runner) -> dict:
     """One ``--compare`` side's figures against the main side."""
     rc, c = runner.curve, main.curve
     entry = {"label": runner.name,
-             "timing": timing_stats(rc.time_s, s.args.timing_warmup, s.tokens, s.flops),
-             **curve_dict(rc)}
+             "timing": _timing(s, runner), **curve_dict(rc)}
     if entry["timing"].get("timed_steps") and s.result["timing"].get("timed_steps"):
         entry["step_time_median_s"] = entry["timing"]["step_time_median_s"]
         entry["step_time_ratio"] = (s.result["timing"]["step_time_median_s"]
                                     / entry["step_time_median_s"])
+        # main's time per micro-step (per call of its compiled step) / this side's
+        entry["micro_step_time_ratio"] = (s.result["timing"]["micro_step_time_median_s"]
+                                          / entry["timing"]["micro_step_time_median_s"])
     entry["max_abs_loss_diff"] = max_abs_diff(c.loss, rc.loss)
     entry["max_abs_valid_loss_diff"] = max_abs_diff(c.eval_loss, rc.eval_loss)
     if isinstance(runner, JaxRunner):
@@ -246,9 +279,13 @@ def run_main(s: Setup) -> dict:
         xla["other_cell"] = other.compile(*probe)
         del other
     xla["other_cell"]["cell"] = other_cell
+    if "plain" in args.compare:
+        plain, _ = s.jaxsched_runner("plain", args.cell, args.schedule, with_companions=False)
+        xla["plain"] = plain.compile(*probe)
+        runners.append(plain)
     if "optax" in args.compare:
         optax_side = s.optax_runner(schedule)
-        optax_side.compile(*probe)
+        xla["optax"] = optax_side.compile(*probe)
         runners.append(optax_side)
     if "torch" in args.compare:
         runners.append(s.torch_runner(schedule))
@@ -361,7 +398,9 @@ def summarize_repeats(runs: list, alone: dict) -> dict:
         entries = [r.get("compare", {}).get(name, {}) for r in runs]
         summary["compare"][name] = {
             "step_time_median_s": _spread([e.get("step_time_median_s") for e in entries]),
-            "step_time_ratio": _spread([e.get("step_time_ratio") for e in entries])}
+            "step_time_ratio": _spread([e.get("step_time_ratio") for e in entries]),
+            "micro_step_time_ratio": _spread([e.get("micro_step_time_ratio")
+                                              for e in entries])}
     for side, r in alone.items():
         t = r.get("timing", {})
         summary["alone"][side] = {"step_time_median_s": t.get("step_time_median_s"),

@@ -95,26 +95,72 @@ def _optimizer(lib, name: str, schedule, args, optax_style: bool):
     raise ValueError(f"unknown optimizer {name!r}")
 
 
-def build_optimizer(args, schedule, library: str = "jaxsched"):
+def build_optimizer(args, schedule, library: str = "jaxsched", companions: bool = True):
     """``clip_by_global_norm(--clip)`` then ``--optimizer`` (then reduce_on_plateau).
 
     ``library="jaxsched"`` is the benchmarked path; ``library="optax"`` builds
     the equivalent optimizer from optax for ``--compare optax`` (same schedule
-    object as learning rate).
+    object as learning rate). With ``companions`` (the default) the training-loop
+    flags wrap the jaxsched optimizer, innermost first::
+
+        accumulate(skip_spikes(chain(clip, optimizer, [plateau], [ema_params])), every=K)
+
+    so ``ema_params`` sees the final updates, a skipped update moves nothing
+    (the average included), and ``skip_spikes``, the schedule and the average
+    act once per optimizer update, on the mean gradient and mean loss of its K
+    micro-batches. optax's side gets ``optax.MultiSteps(every_k_schedule=K)``
+    with ``--accumulate K`` (the command line refuses optax with the others).
     """
+    accumulate = getattr(args, "accumulate", 1) if companions else 1
     if library == "jaxsched":
         import jaxsched as js
         parts = [js.clip_by_global_norm(args.clip)] if args.clip > 0 else []
         parts.append(_optimizer(js, args.optimizer, schedule, args, optax_style=False))
         if args.plateau:
             parts.append(js.reduce_on_plateau(factor=0.5, patience=2))
-        return js.chain(*parts)
+        if companions and getattr(args, "ema", None) is not None:
+            parts.append(js.ema_params(args.ema))
+        tx = js.chain(*parts)
+        if companions and getattr(args, "skip_spikes", None) is not None:
+            tx = js.skip_spikes(tx, on=args.skip_spikes, window=args.spike_window,
+                                threshold=args.spike_threshold)
+        if accumulate > 1:
+            tx = js.accumulate(tx, every=accumulate)
+        return tx
     import optax
     parts = [optax.clip_by_global_norm(args.clip)] if args.clip > 0 else []
     parts.append(_optimizer(optax, args.optimizer, schedule, args, optax_style=True))
     if args.plateau:
         parts.append(optax.contrib.reduce_on_plateau(factor=0.5, patience=2))
-    return optax.chain(*parts)
+    tx = optax.chain(*parts)
+    return optax.MultiSteps(tx, every_k_schedule=accumulate) if accumulate > 1 else tx
+
+
+def update_value(args, loss, last_eval_loss, companions: bool = True):
+    """The ``value=`` keyword of the update, or None: the training loss for
+    ``--skip-spikes loss|both``, else the last validation loss for ``--plateau``."""
+    if companions and getattr(args, "skip_spikes", None) in ("loss", "both"):
+        return loss
+    if args.plateau:
+        return last_eval_loss
+    return None
+
+
+def log_floats(js, opt_state) -> dict:
+    """``js.log_values(opt_state)`` as plain floats, keys as jaxsched gives them.
+
+    Every hyperparameter of the last update, the global gradient norm before
+    (``global_norm``) and after (``clipped_global_norm``) clipping, the skip
+    counts of ``--skip-spikes``, the accumulation phase (``micro_step``) of
+    ``--accumulate``, ... (array-valued entries, which the benchmark's
+    optimizers do not have, are stored as lists).
+    """
+    import numpy as np
+    out = {}
+    for key, value in js.log_values(opt_state).items():
+        v = np.asarray(value, dtype=np.float64)
+        out[key] = float(v) if v.ndim == 0 else v.tolist()
+    return out
 
 
 def recorded_values(js, opt_state) -> dict:

@@ -13,7 +13,10 @@ MIN_TIMED_STEPS = 50
 
 
 def timing_stats(times: list, warmup: int, tokens_per_step: int, flops: float,
-                 flops_xla: float | None = None) -> dict:
+                 flops_xla: float | None = None, micro: int = 1) -> dict:
+    """Step-time statistics; a step is one optimizer update of ``micro`` micro-steps
+    (calls of the compiled train step), so ``micro_step_time_median_s`` is the
+    median step time / ``micro``. ``tokens_per_step`` and ``flops`` are per step."""
     timed = np.asarray(times[warmup:], dtype=np.float64)
     if timed.size == 0:
         return {"timed_steps": 0}
@@ -22,6 +25,7 @@ def timing_stats(times: list, warmup: int, tokens_per_step: int, flops: float,
            "step_time_median_s": med, "step_time_p10_s": float(np.percentile(timed, 10)),
            "step_time_p90_s": float(np.percentile(timed, 90)),
            "step_time_mean_s": float(timed.mean()), "tokens_per_s": tokens_per_step / med,
+           "micro_steps_per_step": micro, "micro_step_time_median_s": med / micro,
            "flops_per_step_analytic": flops, "achieved_flops_per_s": flops / med}
     if flops_xla is not None and math.isfinite(flops_xla):
         out["achieved_flops_per_s_xla_count"] = flops_xla / med
@@ -113,6 +117,10 @@ def print_tables(result: dict):
         rows.append(("step time median [p10, p90]",
                      f"{t['step_time_median_s'] * 1e3:.1f} ms [{t['step_time_p10_s'] * 1e3:.1f}, "
                      f"{t['step_time_p90_s'] * 1e3:.1f}] over {t['timed_steps']} steps"))
+        if t.get("micro_steps_per_step", 1) > 1:
+            rows.append(("micro-steps per step (--accumulate)",
+                         f"{t['micro_steps_per_step']}, {t['micro_step_time_median_s'] * 1e3:.1f}"
+                         " ms per micro-step (--steps counts optimizer updates)"))
         rows.append(("tokens/s", f"{t['tokens_per_s']:,.0f}"))
         rows.append(("achieved FLOP/s (analytic)", f"{t['achieved_flops_per_s'] / 1e9:.1f} GFLOP/s"))
     rows.append(("train step compilations", str(result.get("compiles", {}).get("train_step"))))
@@ -135,10 +143,22 @@ def print_tables(result: dict):
     rows.append(("train loss first -> last", f"{fin.get('train_loss_first', float('nan')):.4f} -> "
                  f"{fin.get('train_loss_last', float('nan')):.4f}"))
     rows.append(("validation loss (final)", f"{fin.get('valid_loss', float('nan')):.4f}"))
+    if "valid_loss_ema" in fin:
+        rows.append(("validation loss of the EMA (final)", f"{fin['valid_loss_ema']:.4f}"))
+    comp = result.get("companions")
+    if comp and comp.get("flags"):
+        logs = (result.get("valid", {}).get("log_values") or [{}])[-1]
+        rows.append(("companions", " ".join(comp["flags"])
+                     + (f"; skipped updates {logs['total_skips']:.0f}" if "total_skips" in logs
+                        else "")))
     for name, c in result.get("compare", {}).items():
         if "step_time_median_s" in c:
             rows.append((f"vs {name}: step time", f"{c['step_time_median_s'] * 1e3:.1f} ms, "
                          f"ratio main/{name} = {c['step_time_ratio']:.3f}"))
+            if c.get("timing", {}).get("micro_steps_per_step", 1) != \
+                    result.get("timing", {}).get("micro_steps_per_step", 1):
+                rows.append((f"vs {name}: per micro-step", f"ratio main/{name} = "
+                             f"{c['micro_step_time_ratio']:.3f}"))
         if "max_abs_loss_diff" in c:
             rows.append((f"vs {name}: max |loss diff|", f"{c['max_abs_loss_diff']:.3g}"))
     if result.get("alone"):
@@ -162,6 +182,10 @@ def _print_repeats(result: dict):
     for name, c in rep["compare"].items():
         rows.append((f"{name} step [range]", spread(c["step_time_median_s"])))
         rows.append((f"ratio main/{name} [range]", spread(c["step_time_ratio"], 1, "")))
+        if c.get("micro_step_time_ratio", {}).get("median") is not None and \
+                c["micro_step_time_ratio"]["values"] != c["step_time_ratio"]["values"]:
+            rows.append((f"per micro-step main/{name} [range]",
+                         spread(c["micro_step_time_ratio"], 1, "")))
     for side, a in rep["alone"].items():
         if a.get("step_time_median_s"):
             rows.append((f"{side} alone (own process)", f"{a['step_time_median_s'] * 1e3:.1f} ms"
@@ -238,7 +262,9 @@ def write_plots(out: pathlib.Path, curves: dict, sweep: dict | None = None) -> l
 def curve_dict(c) -> dict:
     """A curve (:class:`benchmarks.lstm_runners.Curve`) as lstm.json stores it."""
     return {"train": {"step": c.steps, "loss": c.loss, "lr": c.lr, "step_time_s": c.time_s},
-            "valid": {"step": c.eval_steps, "loss": c.eval_loss, "eval_time_s": c.eval_time_s}}
+            "valid": {"step": c.eval_steps, "loss": c.eval_loss, "eval_time_s": c.eval_time_s,
+                      **({"loss_ema": c.eval_loss_ema} if c.eval_loss_ema else {}),
+                      **({"log_values": c.eval_logs} if c.eval_logs else {})}}
 
 
 def max_abs_diff(a: list, b: list) -> float:

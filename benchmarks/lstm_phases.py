@@ -72,7 +72,7 @@ def jax_phases(s, main, probe) -> dict:
     import optax
 
     from benchmarks import lstm_model as m
-    from benchmarks.lstm_optim import build_optimizer, build_schedule
+    from benchmarks.lstm_optim import build_optimizer, build_schedule, update_value
 
     params = jax.device_put(s.init_params)
     p = params["params"]
@@ -133,8 +133,11 @@ def jax_phases(s, main, probe) -> dict:
     opt_state = tx.init(params)
     grads = jax.tree_util.tree_map(lambda a: 1e-3 * jnp.ones_like(a), params)
 
+    value = update_value(args, jnp.float32(2.0), jnp.float32(2.0))  # --skip-spikes, --plateau
+    extra = {} if value is None else {"value": value}
+
     def update(params, opt_state, grads):
-        updates, opt_state = tx.update(grads, opt_state, params)
+        updates, opt_state = tx.update(grads, opt_state, params, **extra)
         return optax.apply_updates(params, updates), opt_state
 
     measure("optimizer update", update, params, opt_state, grads)

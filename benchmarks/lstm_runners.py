@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from benchmarks.lstm_optim import recorded_values
+from benchmarks.lstm_optim import log_floats, recorded_values, update_value
 from benchmarks.xla_report import compile_report
 
 
@@ -53,8 +53,9 @@ class Progress:
         """An evaluation at ``step`` was recorded in curve ``c``: one line when logging."""
         if not self.lines or not c.time_s:
             return
+        ema = f" (EMA {c.eval_loss_ema[-1]:.4f})" if c.eval_loss_ema else ""
         print(f"{self.label}: step {step}/{self.total} loss {c.loss[-1]:.4f} "
-              f"lr {c.lr[-1]:.3e} validation {c.eval_loss[-1]:.4f} "
+              f"lr {c.lr[-1]:.3e} validation {c.eval_loss[-1]:.4f}{ema} "
               f"{self._rate(c):,.0f} tokens/s", file=self.stream, flush=True)
 
     def close(self) -> None:
@@ -64,7 +65,13 @@ class Progress:
 
 @dataclasses.dataclass
 class Curve:
-    """What a side measured: per-step loss/lr/time, eval points."""
+    """What a side measured: per-step loss/lr/time, eval points.
+
+    A step is one optimizer update (``--accumulate K``: K micro-batches, its
+    loss their mean, its time all K calls). At each evaluation,
+    ``eval_loss_ema`` holds the validation loss of ``js.averaged_params``
+    (``--ema``) and ``eval_logs`` the update's ``js.log_values`` as floats.
+    """
 
     steps: list = dataclasses.field(default_factory=list)
     loss: list = dataclasses.field(default_factory=list)
@@ -73,6 +80,8 @@ class Curve:
     eval_steps: list = dataclasses.field(default_factory=list)
     eval_loss: list = dataclasses.field(default_factory=list)
     eval_time_s: list = dataclasses.field(default_factory=list)
+    eval_loss_ema: list = dataclasses.field(default_factory=list)
+    eval_logs: list = dataclasses.field(default_factory=list)
 
     def record(self, step, loss, lr, seconds):
         self.steps.append(step)
@@ -82,10 +91,18 @@ class Curve:
 
 
 class JaxRunner:
-    """A flax model trained by one jitted, donated train step on a device mesh."""
+    """A flax model trained by one jitted, donated train step on a device mesh.
+
+    ``micro`` is how many micro-batches one step of the run feeds it, each one
+    call of the same compiled step (``--accumulate K``: K for jaxsched's
+    ``js.accumulate`` and optax's ``MultiSteps``, 1 for ``--compare plain``,
+    which takes the first). ``companions``: the optimizer carries the
+    ``--skip-spikes``/``--ema`` flags (the update gets ``value=`` and the
+    average is evaluated).
+    """
 
     def __init__(self, name, args, vocab_size, cell, schedule, tx, init_params, mesh,
-                 counter, js=None, flat_params=False):
+                 counter, js=None, flat_params=False, micro=1, companions=False):
         import jax
         import jax.numpy as jnp
         from jax.sharding import NamedSharding, PartitionSpec as P
@@ -99,9 +116,12 @@ class JaxRunner:
         self.curve = Curve()
         self.data_sharding = NamedSharding(mesh, P("data"))
         self.replicated = NamedSharding(mesh, P())
-        model, plateau = self.model, args.plateau
+        model = self.model
         dropout_key = jax.random.PRNGKey(args.seed + 1)
         flat = flat_params and getattr(args, "flat_params", False)
+        self.micro, self.calls = micro, 0
+        self.stacked = getattr(args, "accumulate", 1) > 1  # steps arrive as [K, ...] batches
+        self.ema = companions and getattr(args, "ema", None) is not None
 
         def tree(p):
             return p.unflatten() if flat else p
@@ -114,14 +134,15 @@ class JaxRunner:
                 return cross_entropy(logits, targets)
 
             loss, grads = jax.value_and_grad(loss_fn)(params)
-            extra = {"value": last_eval_loss} if plateau else {}
+            value = update_value(args, loss, last_eval_loss, companions)
+            extra = {} if value is None else {"value": value}
             updates, opt_state = tx.update(grads, opt_state, params, **extra)
             params = jax.tree_util.tree_map(lambda p, u: p + u, params, updates)
             # jaxsched's side reports the learning rate its update used (read from
             # the state); optax's the schedule's value at this step.
             lr = recorded_values(js, opt_state)["learning_rate"] if js is not None else None
-            if lr is None:
-                lr = schedule(step)
+            if lr is None:  # `step` counts calls; the schedule counts optimizer updates
+                lr = schedule(step // micro)
             metrics = {"loss": loss, "lr": jnp.asarray(lr, jnp.float32)}
             return params, opt_state, metrics
 
@@ -164,13 +185,26 @@ class JaxRunner:
         return self.report
 
     def step(self, index, inputs, targets):
-        x, y = self.place(inputs, targets)
+        """Optimizer update ``index``: ``micro`` calls of the train step, timed together.
+
+        With ``--accumulate K`` the batches arrive stacked ``[K, batch, seq]``;
+        this runner takes the first ``micro`` of them.
+        """
+        if self.stacked:
+            batches = [self.place(inputs[i], targets[i]) for i in range(self.micro)]
+        else:
+            batches = [self.place(inputs, targets)]
+        losses = []
         t0 = time.perf_counter()
-        self.params, self.opt_state, metrics = self.train_step(
-            self.params, self.opt_state, x, y, np.int32(index), self.last_eval)
-        metrics = self.jax.device_get(metrics)  # waits for the step
+        for i, (x, y) in enumerate(batches):
+            self.params, self.opt_state, metrics = self.train_step(
+                self.params, self.opt_state, x, y, np.int32(index * self.micro + i),
+                self.last_eval)
+            losses.append(metrics["loss"])
+        metrics, losses = self.jax.device_get((metrics, losses))  # waits for the steps
         seconds = time.perf_counter() - t0
-        self.curve.record(index, float(metrics["loss"]), float(metrics["lr"]), seconds)
+        self.calls += len(batches)
+        self.curve.record(index, float(np.mean(losses)), float(metrics["lr"]), seconds)
 
     def eval_params(self):
         """The parameters to evaluate: schedule-free optimizers evaluate at their x."""
@@ -178,14 +212,23 @@ class JaxRunner:
             return self.js.schedule_free_eval_params(self.opt_state, self.params)
         return self.params
 
-    def evaluate(self, index, batches):
-        t0 = time.perf_counter()
-        params = self.eval_params()
+    def _validation_loss(self, params, batches) -> float:
         losses = [self.eval_step(params, *self.place(x, y)) for x, y in batches]
-        value = float(np.mean(self.jax.device_get(losses)))
+        return float(np.mean(self.jax.device_get(losses)))
+
+    def evaluate(self, index, batches):
+        """Validation loss of the parameters (and of the EMA average with ``--ema``);
+        the update's ``js.log_values`` (jaxsched's sides) into the curve."""
+        t0 = time.perf_counter()
+        value = self._validation_loss(self.eval_params(), batches)
+        if self.ema:
+            self.curve.eval_loss_ema.append(self._validation_loss(
+                self.js.averaged_params(self.opt_state, which="ema_params"), batches))
         self.curve.eval_time_s.append(time.perf_counter() - t0)
         self.curve.eval_steps.append(index)
         self.curve.eval_loss.append(value)
+        if self.js is not None:
+            self.curve.eval_logs.append(log_floats(self.js, self.opt_state))
         self.last_eval = np.float32(value)
         return value
 
@@ -212,7 +255,7 @@ class TorchRunner:
                                     threads=args.torch_threads)
 
     def step(self, index, inputs, targets):
-        t0 = time.perf_counter()
+        t0 = time.perf_counter()  # (the command line refuses torch with --accumulate)
         loss, lr = self.trainer.step(inputs, targets)
         self.curve.record(index, loss, lr, time.perf_counter() - t0)
 
@@ -243,8 +286,9 @@ def train(args, runners: list, sampler, val_batches, progress_label: str):
     Returns ``True`` if interrupted by Ctrl-C (what was measured is kept).
     """
     block = args.compare_block if len(runners) > 1 else args.eval_every
+    k = getattr(args, "accumulate", 1)  # micro-batches per step (per optimizer update)
     main = runners[0]
-    bar = Progress(args.steps, progress_label, args.batch * args.seq_len,
+    bar = Progress(args.steps, progress_label, args.batch * args.seq_len * k,
                    enabled=not args.no_progress)
     interrupted = False
     try:
@@ -253,11 +297,15 @@ def train(args, runners: list, sampler, val_batches, progress_label: str):
         while step < args.steps:
             # Blocks never cross an evaluation point.
             size = min(block, args.steps - step, args.eval_every - step % args.eval_every)
-            batches = [sampler() for _ in range(size)]
+            if k == 1:
+                batches = [sampler() for _ in range(size)]
+            else:  # each step's K micro-batches stacked: [K, batch, seq]
+                batches = [tuple(np.stack(a) for a in zip(*(sampler() for _ in range(k))))
+                           for _ in range(size)]
             order = runners if n_block % 2 == 0 else runners[::-1]
             for runner in order:
-                for k, (x, y) in enumerate(batches):
-                    runner.step(step + k, x, y)
+                for j, (x, y) in enumerate(batches):
+                    runner.step(step + j, x, y)
                     if runner is main:
                         bar.step(main.curve)
             step += len(batches)

@@ -92,8 +92,10 @@ def skip_spikes(inner: optax.GradientTransformation, on: str = "loss", *, window
     spike). The inner update is computed every step and selected with `jnp.where`, so the
     wrapper is jit-, vmap- and scan-friendly and, with no spike, bitwise the unwrapped
     optimizer (under `lax.cond` XLA compiles the inner update apart, which can change the
-    last bit); the price is that the compiled step holds the old and the new inner state
-    at once. `value=` and other extra keyword arguments
+    last bit). The state holds one copy of the inner state; the price is in the compiled
+    step, where XLA may copy the inner state's buffers it reads twice (measured on the
+    LSTM benchmark's AdamW: 5.8 MiB more temporaries for 3.3 MiB of parameters, no
+    measurable time). `value=` and other extra keyword arguments
     of `update` are passed on to `inner` (a `reduce_on_plateau` inside sees the loss).
     Inside `accumulate` (`js.accumulate(js.skip_spikes(opt), every=k)`) it judges the
     averaged gradient and the averaged loss of each optimizer update.

@@ -530,3 +530,26 @@ def test_ema_decay_and_accumulation_sweep_under_vmap():
     # updates: p = -1 (copied), then p = -3: average = decay * -1 + (1 - decay) * -3
     got = jax.jit(jax.vmap(run))(jnp.array([0.0, 0.5, 1.0], jnp.float32))
     np.testing.assert_allclose(got, [-3.0, -2.0, -1.0], rtol=1e-6)
+
+
+def test_companions_benchmark_reports_every_side(tmp_path):
+    """benchmarks/companions.py runs (a tiny MLP) and reports memory, bytes and ratios."""
+    import json
+    import pathlib
+    import sys
+
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+    from benchmarks import companions
+
+    out = tmp_path / "companions.json"
+    result = companions.main(["--model", "mlp", "--hidden", "8", "--layers", "1", "--batch",
+                              "4", "--k", "2", "--steps", "2", "--rounds", "1", "--out",
+                              str(out)])
+    sides = {"plain", "accumulate", "multisteps", "accumulated_grad_scan", "skip_spikes",
+             "ema_params", "monitor_ratio"}
+    assert set(result["memory"]) == sides == set(json.loads(out.read_text())["ratio_to_plain"])
+    for name, m in result["memory"].items():
+        assert m["peak_bytes"] > 0 and m["bytes_accessed_xla"] > 0, name
+        assert result["seconds_per_micro_step"][name]["cpu_median"] >= 0, name
+    assert result["ratio_to_plain"]["plain"] == 1.0
+    assert result["memory_ratio_to_multisteps"]["multisteps"] == 1.0

@@ -6,6 +6,7 @@ Nothing here asserts a timing; the timed figures are only checked to exist.
 from __future__ import annotations
 
 import io
+import math
 import json
 import os
 import pathlib
@@ -375,3 +376,158 @@ def test_repeats_runs_each_child_and_writes_the_summary(tmp_path, monkeypatch):
         [0.06 / 0.04, 0.07 / 0.04])
     assert rep["alone"]["torch"]["step_time_median_s"] == pytest.approx(0.09)
     assert r["machine"]["cpu_count"] >= 1
+
+
+# --------------------------------------------- training-loop companions (issue 17)
+
+#: What js.log_values reports for clip + adamw inside skip_spikes/accumulate with ema_params.
+_LOG_KEYS = {"learning_rate", "b1", "b2", "eps", "eps_root", "weight_decay", "max_norm", "global_norm",
+             "clipped_global_norm", "total_skips", "consecutive_skips", "skipped",
+             "micro_step", "decay"}
+
+
+@pytest.fixture(scope="module")
+def companions_run(tmp_path_factory):
+    """All three flags at once on flat parameters, with a hair-trigger spike rule."""
+    out = tmp_path_factory.mktemp("companions")
+    proc = _run(["--quick", "--no-progress", "--steps", "12", "--eval-every", "4",
+                 "--timing-warmup", "1", "--skip-spikes", "loss", "--spike-window", "2",
+                 "--spike-threshold", "0.01", "--accumulate", "2", "--ema", "0.5",
+                 "--flat-params", "--compare", "plain", "--out", str(out)], timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads((out / "lstm.json").read_text()), proc.stdout
+
+
+def test_companion_flags_together_compile_once_and_log_every_evaluation(companions_run):
+    r, stdout = companions_run
+    assert r["compiles"]["train_step"] == 1 and r["compiles"]["train_step_cache_size"] == 1
+    assert r["compiles"]["eval_step"] == 1  # raw and EMA parameters share the eval step
+    assert r["compare"]["plain"]["compiles"]["train_step"] == 1
+    assert r["config"]["flat_params"] is True
+    c = r["companions"]
+    assert c["flags"] == ["--skip-spikes", "--accumulate", "--ema"]
+    assert c["steps_count"] == "optimizer updates"
+    # --steps counts optimizer updates: 12 of them, each 2 calls of the compiled step.
+    assert c["optimizer_updates_run"] == 12 and c["train_step_calls"] == 24
+    assert len(r["train"]["loss"]) == 12 and r["timing"]["micro_steps_per_step"] == 2
+    assert r["timing"]["micro_step_time_median_s"] == pytest.approx(
+        r["timing"]["step_time_median_s"] / 2)
+    assert r["valid"]["step"] == [4, 8, 12]
+    logs = r["valid"]["log_values"]
+    assert len(logs) == 3
+    for entry in logs:
+        assert set(entry) == _LOG_KEYS
+        assert all(isinstance(v, float) and math.isfinite(v) for v in entry.values()), entry
+        assert entry["micro_step"] == 0.0  # evaluations fall after whole updates
+        assert entry["decay"] == pytest.approx(0.5) and entry["max_norm"] == 5.0
+        assert entry["clipped_global_norm"] == pytest.approx(min(entry["global_norm"], 5.0),
+                                                             rel=1e-6)
+    skips = [entry["total_skips"] for entry in logs]
+    assert skips == sorted(skips) and skips[-1] > 0  # the hair trigger fired
+    assert skips[-1] < 12  # ... but not on every update
+    assert "skipped updates" in stdout and "EMA" in stdout
+    # The EMA (decay 0.5) was evaluated at every evaluation, apart from the raw parameters.
+    ema, raw = r["valid"]["loss_ema"], r["valid"]["loss"]
+    assert len(ema) == 3 and all(math.isfinite(v) for v in ema)
+    assert ema != raw and r["final"]["valid_loss_ema"] == ema[-1]
+
+
+def test_schedule_counts_applied_optimizer_updates(companions_run):
+    """Micro-steps and skipped updates do not advance the schedule."""
+    import jaxsched as js
+    from benchmarks.lstm_optim import build_schedule
+
+    r, _ = companions_run
+    cfg = r["config"]
+    schedule = build_schedule(js, cfg["schedule"], cfg["lr"], cfg["steps"], cfg["warmup_steps"])
+    for step, entry in zip(r["valid"]["step"], r["valid"]["log_values"]):
+        applied = step - int(entry["total_skips"])  # updates 0 .. applied - 1 were applied
+        assert entry["learning_rate"] == pytest.approx(float(schedule(applied - 1)), rel=1e-6)
+        assert r["train"]["lr"][step - 1] == pytest.approx(entry["learning_rate"], rel=1e-6)
+    # The plain side (no companions, one micro-batch per update) counts every update.
+    plain = r["compare"]["plain"]["train"]["lr"]
+    np.testing.assert_allclose(plain, [float(schedule(k)) for k in range(12)], rtol=1e-6)
+    assert "micro_step_time_ratio" in r["compare"]["plain"]
+
+
+def test_accumulate_against_multisteps_with_another_optimizer(tmp_path):
+    out = tmp_path / "acc"
+    proc = _run(["--quick", "--no-progress", "--steps", "8", "--eval-every", "4",
+                 "--timing-warmup", "1", "--optimizer", "lion", "--accumulate", "2",
+                 "--compare", "optax,plain", "--out", str(out)], timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads((out / "lstm.json").read_text())
+    assert r["companions"]["train_step_calls"] == 16 and len(r["train"]["lr"]) == 8
+    # js.accumulate and optax.MultiSteps apply the same schedule once per update, and
+    # so does the plain side: the learning rates agree update for update.
+    np.testing.assert_allclose(r["train"]["lr"], r["compare"]["plain"]["train"]["lr"],
+                               rtol=1e-6)
+    np.testing.assert_allclose(r["train"]["lr"], r["compare"]["optax"]["train"]["lr"],
+                               rtol=1e-6)
+    # Same accumulated updates as MultiSteps (up to rounding: a sum divided once
+    # against a running mean), so the loss curves agree closely.
+    np.testing.assert_allclose(r["train"]["loss"], r["compare"]["optax"]["train"]["loss"],
+                               rtol=2e-3)
+    assert r["compare"]["optax"]["timing"]["micro_steps_per_step"] == 2
+    for side in ("main", "optax", "plain"):
+        assert r["xla"][side]["memory"]["temp_size_in_bytes"] > 0, side
+    assert r["compiles"]["train_step"] == 1
+    assert r["compare"]["optax"]["compiles"]["train_step"] == 1
+    assert all(entry["micro_step"] == 0.0 for entry in r["valid"]["log_values"])
+    assert "total_skips" not in r["valid"]["log_values"][0]
+
+
+def test_optimizer_is_wrapped_in_the_documented_order():
+    import jaxsched as js
+    from benchmarks.lstm_optim import build_optimizer, build_schedule, update_value
+
+    args = parse_args(["--quick", "--skip-spikes", "--accumulate", "3", "--ema", "0.9"])
+    assert (args.skip_spikes, args.accumulate, args.ema) == ("both", 3, 0.9)
+    schedule = build_schedule(js, args.schedule, args.lr, args.steps, args.warmup_steps)
+    state = build_optimizer(args, schedule).init({"w": jnp.ones(2)})
+    assert type(state).__name__ == "AccumulateState"
+    assert type(state.inner_state).__name__ == "SkipSpikesState"
+    assert type(state.inner_state.inner_state[-1]).__name__ == "EmaParamsState"
+    plain = build_optimizer(args, schedule, companions=False).init({"w": jnp.ones(2)})
+    assert "AccumulateState" not in repr(plain) and "EmaParamsState" not in repr(plain)
+    assert update_value(args, "loss", "eval") == "loss"
+    assert update_value(args, "loss", "eval", companions=False) is None
+    assert parse_args(["--quick", "--ema"]).ema == 0.999
+    grad_norm_plateau = parse_args(["--quick", "--skip-spikes", "grad_norm", "--plateau"])
+    assert update_value(grad_norm_plateau, "loss", "eval") == "eval"
+
+
+def test_repeats_keep_the_companion_flags_and_measure_them_alone(tmp_path):
+    args = parse_args(["--quick", "--skip-spikes", "--ema", "0.9", "--accumulate", "2",
+                       "--compare", "plain", "--repeats", "2", "--out", str(tmp_path)])
+    for label, argv in lstm_modes.repeat_commands(args):
+        child = parse_args(argv)
+        assert (child.skip_spikes, child.ema, child.accumulate) == ("both", 0.9, 2), label
+        assert child.compare == ([] if label == "alone_jaxsched" else ["plain"])
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["--accumulate", "0"], "--accumulate"),
+    (["--accumulate", "-2"], "--accumulate"),
+    (["--accumulate", "1.5"], "--accumulate"),
+    (["--ema", "1"], "--ema"),
+    (["--ema", "1.5"], "--ema"),
+    (["--ema", "-0.1"], "--ema"),
+    (["--ema", "nan"], "--ema"),
+    (["--skip-spikes", "gradient"], "--skip-spikes"),
+    (["--skip-spikes", "--spike-window", "1"], "--spike-window"),
+    (["--spike-threshold", "3"], "--spike-threshold"),
+    (["--skip-spikes", "--plateau"], "--skip-spikes"),
+    (["--ema", "--optimizer", "schedule_free_adamw"], "--ema"),
+    (["--accumulate", "2", "--compare", "torch"], "--accumulate"),
+    (["--ema", "--compare", "optax"], "--ema"),
+    (["--skip-spikes", "--compare", "optax"], "--skip-spikes"),
+    (["--compare", "plain"], "--compare"),
+    (["--accumulate", "2", "--lr-find"], "--accumulate"),
+], ids=lambda v: " ".join(v) if isinstance(v, list) else v)
+def test_bad_companion_flags_exit_with_one_line_naming_the_flag(argv, flag, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        lstm.main(["--quick", "--no-progress", "--out", str(tmp_path / "out")] + argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and flag in err and "Traceback" not in err, err
