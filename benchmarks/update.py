@@ -27,6 +27,9 @@ Two more tables (not in `--quick`):
   `js.flat_params(tree, align=16)` (segment sums per original array) against
   the elementwise flat update above and against optax's per-array cost
   (`optax.clip_by_block_rms` then adamw, on the tree);
+- parameter groups (`update_groups.md`, `benchmarks/groups.py`): the same
+  chain with 3 groups (biases without weight decay, a head with its own
+  schedule) on `js.flat_params` (one buffer per group) against one group;
 - sharded (`update_sharded.md`, in a subprocess with 8 CPU devices):
   `js.fuse(..., sharding=NamedSharding(mesh, P("data")))` and
   `js.flat_params` placed with the same sharding, against the same fused
@@ -60,6 +63,9 @@ import numpy as np
 import optax
 
 import jaxsched as js
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import groups as groups_benchmark  # noqa: E402  (benchmarks/groups.py)
 
 BYTES_PER_PARAM = 8 * 4
 
@@ -293,6 +299,20 @@ def measure_sharded(num_arrays: int, num_params: int, reps: int) -> dict:
     return {"arrays": num_arrays, "params": num_params, **json.loads(line[4:])}
 
 
+def groups_markdown(rows: list[dict]) -> str:
+    """The parameter-groups table: 3 groups against one, per call and in program."""
+    lines = ["| arrays | params | one group (ms/call, in program) | 3 groups | ratio per call "
+             "| ratio in program |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        one, three = "one_group", "three_groups"
+        lines.append(
+            f"| {r['arrays']:,} | {r['params']:,} | {r['median_s'][one] * 1e3:.3f}, "
+            f"{r['program_median_s'][one] * 1e3:.3f} | {r['median_s'][three] * 1e3:.3f}, "
+            f"{r['program_median_s'][three] * 1e3:.3f} | {r['ratio']:.3f}x "
+            f"| {r['program_ratio']:.3f}x |")
+    return "\n".join(lines)
+
+
 def sharded_markdown(rows: list[dict]) -> str:
     lines = ["| params | arrays | side (8 CPU devices) | per call (ms) | compile (s) | "
              "state bytes total | state bytes per device | per device / total |",
@@ -373,6 +393,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="ARRAYSxPARAMS,... for the per-array table")
     parser.add_argument("--sharded-shapes", default="1000x1000000,100x10000000",
                         help="ARRAYSxPARAMS,... for the sharded table")
+    parser.add_argument("--groups-shapes", default="1000x1000000",
+                        help="ARRAYSxPARAMS,... for the parameter-groups table")
+    parser.add_argument("--groups-reps", type=int, default=200,
+                        help="alternating calls per side in the parameter-groups table")
     parser.add_argument("--out", default="results/update", help="folder for update.json/.md")
     parser.add_argument("--refloor", metavar="JSON",
                         help="re-measure only the copy floor and rewrite the tables of a "
@@ -411,6 +435,7 @@ def main(argv: list[str] | None = None) -> int:
     results: list = []
     per_array: list = []
     sharded: list = []
+    groups: list = []
     extra = "none" if args.quick else args.extra
     if extra != "none":
         per_array_names = list(per_array_optimizers())
@@ -421,6 +446,9 @@ def main(argv: list[str] | None = None) -> int:
             print("per array:", ", ".join(f"{k} {r[k]['call_median_s'] * 1e3:.2f}/"
                                           f"{r[k]['program_median_s'] * 1e3:.2f} ms"
                                           for k in per_array_names), flush=True)
+        for a, n in parse_shapes(args.groups_shapes, "--groups-shapes"):
+            groups.append(groups_benchmark.main(["--arrays", str(a), "--params", str(n),
+                                                 "--reps", str(args.groups_reps)]))
         for a, n in parse_shapes(args.sharded_shapes, "--sharded-shapes"):
             sharded.append(measure_sharded(a, n, args.reps))
             print("sharded:", json.dumps(sharded[-1]), flush=True)
@@ -450,6 +478,7 @@ def main(argv: list[str] | None = None) -> int:
         "results": results,
         "per_array": per_array,
         "sharded": sharded,
+        "groups": groups,
     }
     (out / "update.json").write_text(json.dumps(report, indent=2))
     table = markdown(results, floor, names)
@@ -460,6 +489,10 @@ def main(argv: list[str] | None = None) -> int:
         t = markdown([{**r, "optax": r["optax_per_array"]} for r in per_array], extra_floor,
                      list(per_array_optimizers()))
         (out / "update_per_array.md").write_text(t + "\n")
+        print(t)
+    if groups:
+        t = groups_markdown(groups)
+        (out / "update_groups.md").write_text(t + "\n")
         print(t)
     if sharded:
         t = sharded_markdown(sharded)
