@@ -187,6 +187,13 @@ SHARDED = textwrap.dedent("""
         assert x.sharding.is_equivalent_to(data, 1)
     tp_state = [x for x in mu.buffers if x.ndim == 2][0]
     assert tp_state.sharding.is_equivalent_to(cols, 2)
+    # Each device concatenates only its own slice of the flat buffers (30 of 240).
+    import re
+    tx = js.fuse(make(), bucket_size=64, sharding=data)
+    hlo = jax.jit(lambda g, s, p: tx.update(g, s, p)).lower(
+        params, tx.init(params), params).compile().as_text()
+    sizes = [int(n) for n in re.findall(r"f32\\[(\\d+)\\]\\{0\\} concatenate\\(", hlo)]
+    assert sizes and max(sizes) <= 30, sizes
     # flat_params sharded with device_put: the state follows, 1/8 per device.
     tree = {"small": small, "w": jnp.ones((5, 3))}
     flatp = jax.device_put(js.flat_params(tree, multiple_of=8), data)
