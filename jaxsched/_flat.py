@@ -109,15 +109,19 @@ class Layout:
         return self._cache[key]
 
 
-# At most this many reductions (array patterns) for the run plan; more, and the
-# block segment sum (one pass, whatever the number of arrays) is used.
+# At most this many reductions (array patterns) for the run plan, and at most
+# one per 4 arrays unless there is one: more, and the block segment sum (a few
+# ops whatever the number of arrays) is used. Each reduction costs compile
+# time (`fuse` over 1,000 arrays of random sizes in buckets of 8 compiled
+# 2.3x slower with one per array).
 _MAX_RUN_COLUMNS = 32
 # Longest repeating pattern of arrays looked for (arrays per model layer).
 _MAX_PERIOD = 32
 
 
 def _run_plan(segments: tuple, length: int) -> Optional[list]:
-    """The buffer as runs of a repeating pattern of arrays, or None if that needs too many reductions.
+    """The buffer as runs of a repeating pattern of arrays, or None if that needs too many
+    reductions (more than `_MAX_RUN_COLUMNS`, or more than one per 4 arrays).
 
     A run is (offset, rows, stride, columns): `rows` repetitions, `stride`
     elements apart, of the arrays `columns` = ((start, size), ...) relative
@@ -167,7 +171,7 @@ def _run_plan(segments: tuple, length: int) -> Optional[list]:
         if columns > _MAX_RUN_COLUMNS:
             return None
         i += rows * period
-    return plan
+    return plan if columns == 1 or 4 * columns <= n else None
 
 
 def _run_sum_fn(plan: list, length: int) -> Callable:

@@ -91,7 +91,7 @@ def test_padding_and_gaps_never_enter_a_per_array_sum():
 ARRAY_SUM_LAYOUTS = {
     "equal arrays": [(37,)] * 40,
     "layers": [(5,), (3, 7), (7,), (2, 2, 3)] * 9 + [(11,)],
-    "scalars and empty arrays": [(), (0, 2), (9,), (9,), (0,), (9,), (), (4, 4)],
+    "scalars and empty arrays": [(), (0, 2)] + [(9,)] * 12 + [(0,), ()] + [(4, 4)] * 4,
     "no pattern": [(int(n),) for n in np.random.default_rng(5).integers(1, 60, 70)],
 }
 
