@@ -554,8 +554,10 @@ def flat_params(tree: PyTree, group: PyTree | Callable | None = None,
       multiple_of: pad every buffer with zeros to a multiple of this size,
         an int >= 1 (the number of devices, to shard the buffers evenly).
       align: start every array at a multiple of this many elements, an int
-        >= 1; 16 makes per-array reductions (`clip_by_norm`) on the buffers
-        fast, at the cost of up to `align - 1` zeros per array.
+        >= 1. Per-array reductions (`clip_by_norm`, trust ratios) over runs
+        of equally shaped arrays (a model's layers) are fast at any `align`;
+        for arrays with no repeating pattern, 16 makes them faster, at the
+        cost of up to `align - 1` zeros per array.
 
     Returns:
       a `FlatParams`.
