@@ -13,12 +13,14 @@ buffers cannot be known is refused.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import PartitionSpec
 
 from jaxsched import _checks, _flat
 from jaxsched._builder import Transformation, check_real_floats, resolve_mask
@@ -113,6 +115,71 @@ def _place(x: jax.Array, sharding: Any) -> jax.Array:
     if isinstance(x, jax.core.Tracer):
         return jax.lax.with_sharding_constraint(x, sharding)
     return jax.device_put(x, sharding)
+
+
+def _shard_pieces(layout: _flat.Layout, b: int, shards: int) -> list:
+    """For each shard of buffer `b`: its pieces, (leaf index, start, stop) of the
+    raveled leaf, or (None, 0, n) for n zeros (gaps and padding)."""
+    size = layout.padded[b] // shards
+    members = sorted((offset, int(np.prod(shape)), i) for i, (shape, (bb, offset))
+                     in enumerate(zip(layout.shapes, layout.places)) if bb == b)
+    out = []
+    for k in range(shards):
+        lo, hi = k * size, (k + 1) * size
+        pieces: list = []
+        position = lo
+        for offset, n, i in members:
+            start, stop = max(offset, lo), min(offset + n, hi)
+            if start >= stop:
+                continue
+            if start > position:
+                pieces.append((None, 0, start - position))
+            pieces.append((i, start - offset, stop - offset))
+            position = stop
+        if hi > position:
+            pieces.append((None, 0, hi - position))
+        out.append(pieces)
+    return out
+
+
+def _sharded_buffers(layout: _flat.Layout, leaves: list, buffers: tuple, sharding: Any,
+                     shards: int) -> tuple:
+    """The flat buffers placed with `sharding`, each device concatenating only its
+    own slice from the (replicated) leaves.
+
+    Concatenating the whole buffer and then slicing it, which is what XLA's
+    partitioner makes of a sharded concatenation, copies every buffer on
+    every device.
+    """
+    spec = tuple(sharding.spec)
+    if shards == 1 or not spec or spec[0] is None:
+        return tuple(x if whole else _place(x, sharding)
+                     for x, whole in zip(buffers, layout.whole))
+    axes = spec[0]
+    mesh = sharding.mesh
+    out = list(buffers)
+    for b, whole in enumerate(layout.whole):
+        if whole:
+            continue
+        per_shard = _shard_pieces(layout, b, shards)
+        used = sorted({i for pieces in per_shard for i, _, _ in pieces if i is not None})
+        dtype = layout.dtypes[b]
+
+        def build(pieces, *args, used=used, dtype=dtype):
+            where = {i: k for k, i in enumerate(used)}
+            parts = [jnp.zeros((stop,), dtype) if i is None
+                     else jnp.ravel(args[where[i]]).astype(dtype)[start:stop]
+                     for i, start, stop in pieces]
+            return parts[0] if len(parts) == 1 else jnp.concatenate(parts)
+
+        def local(*args, per_shard=per_shard, build=build):
+            branches = [functools.partial(build, pieces) for pieces in per_shard]
+            return jax.lax.switch(jax.lax.axis_index(axes), branches, *args)
+
+        args = [jnp.asarray(leaves[i]) for i in used]
+        out[b] = jax.shard_map(local, mesh=mesh, in_specs=tuple(PartitionSpec() for _ in args),
+                               out_specs=PartitionSpec(axes), check_vma=False)(*args)
+    return tuple(out)
 
 
 def fuse(transform: optax.GradientTransformation, bucket_size: int = 8,
@@ -230,12 +297,11 @@ def fuse(transform: optax.GradientTransformation, bucket_size: int = 8,
 
     def flat(layout: _flat.Layout, tree: PyTree) -> _flat.FlatParams:
         buffers = _flat.flatten(layout, tree).buffers
+        if sharding is not None:
+            buffers = _sharded_buffers(layout, jax.tree.leaves(tree), buffers, sharding, shards)
         # Materialise each concatenation once: fused into its consumers, a
         # concatenate is re-evaluated per element with a branch per operand.
         buffers = jax.lax.optimization_barrier(buffers)
-        if sharding is not None:
-            buffers = tuple(x if whole else _place(x, sharding)
-                            for x, whole in zip(buffers, layout.whole))
         return _flat.FlatParams(buffers, layout)
 
     def init(params):

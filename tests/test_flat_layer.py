@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import jaxsched as js
-from jaxsched import _builder, _hyper
+from jaxsched import _builder, _flat, _hyper
 from training import (assert_trees_close, random_grads_like, run_on_eight_cpu_devices,
                       train_random)
 
@@ -52,6 +52,9 @@ PER_ARRAY = {
     "clip_by_norm then adamw": lambda: js.chain(js.clip_by_norm(0.7),
                                                 js.adamw(1e-2, weight_decay=0.1)),
     "row normalise (views)": lambda: js.chain(row_normalise(-1e-2)),
+    "lamb (trust ratio, segment sums)": lambda: js.lamb(1e-2, weight_decay=0.1),
+    "lars (trust ratio, segment sums)": lambda: js.lars(0.1, weight_decay=0.1,
+                                                        trust_coefficient=0.01),
 }
 
 
@@ -80,6 +83,39 @@ def test_padding_and_gaps_never_enter_a_per_array_sum():
     u, _ = tx.update(g, tx.init(flat))
     ref, _ = tx.update(exact, tx.init(tree))
     assert_trees_close(u.unflatten(), ref, rtol=1e-6)
+
+
+# Shapes of the arrays of one flat buffer, each laid out a different way: one run of
+# equal arrays, model layers (a repeating pattern of 4 arrays), scalars and empty
+# arrays between runs, and sizes with no pattern (the block segment sum).
+ARRAY_SUM_LAYOUTS = {
+    "equal arrays": [(37,)] * 40,
+    "layers": [(5,), (3, 7), (7,), (2, 2, 3)] * 9 + [(11,)],
+    "scalars and empty arrays": [(), (0, 2)] + [(9,)] * 12 + [(0,), ()] + [(4, 4)] * 4,
+    "no pattern": [(int(n),) for n in np.random.default_rng(5).integers(1, 60, 70)],
+}
+
+
+@pytest.mark.parametrize("name", sorted(ARRAY_SUM_LAYOUTS))
+@pytest.mark.parametrize("align, multiple_of", [(1, 1), (16, 8), (3, 5)])
+def test_array_sum_is_each_arrays_own_sum(name, align, multiple_of):
+    shapes = ARRAY_SUM_LAYOUTS[name]
+    tree = {f"a{i:03d}": jnp.zeros(shape) for i, shape in enumerate(shapes)}
+    layout = js.flat_params(tree, align=align, multiple_of=multiple_of).layout
+    segments = layout.segments(0)
+    plan = _flat._run_plan(segments, layout.padded[0])
+    # Each layout takes the path it is meant to test.
+    if name == "no pattern":
+        assert plan is None
+    else:
+        assert plan is not None
+        if name == "layers":
+            assert [len(columns) for *_, columns in plan][0] == 4
+    x = np.random.default_rng(1).normal(size=layout.padded[0]).astype(np.float32) + 3.0
+    sums = np.asarray(jax.jit(layout.array_sum(0))(jnp.asarray(x)))  # gaps hold values too
+    for offset, size, _ in segments:
+        want = np.sum(x[offset:offset + size], dtype=np.float64)
+        np.testing.assert_allclose(sums[offset:offset + size], np.full(size, want), rtol=1e-6)
 
 
 def test_one_fused_optimizer_for_several_trees():
@@ -151,6 +187,13 @@ SHARDED = textwrap.dedent("""
         assert x.sharding.is_equivalent_to(data, 1)
     tp_state = [x for x in mu.buffers if x.ndim == 2][0]
     assert tp_state.sharding.is_equivalent_to(cols, 2)
+    # Each device concatenates only its own slice of the flat buffers (30 of 240).
+    import re
+    tx = js.fuse(make(), bucket_size=64, sharding=data)
+    hlo = jax.jit(lambda g, s, p: tx.update(g, s, p)).lower(
+        params, tx.init(params), params).compile().as_text()
+    sizes = [int(n) for n in re.findall(r"f32\\[(\\d+)\\]\\{0\\} concatenate\\(", hlo)]
+    assert sizes and max(sizes) <= 30, sizes
     # flat_params sharded with device_put: the state follows, 1/8 per device.
     tree = {"small": small, "w": jnp.ones((5, 3))}
     flatp = jax.device_put(js.flat_params(tree, multiple_of=8), data)
