@@ -180,6 +180,9 @@ def build_parser(description: str = "Character-level LSTM benchmark for jaxsched
                    help="torch.set_num_threads (default: all cores)")
     g.add_argument("--devices", type=_positive_int, default=1,
                    help="data-parallel over this many devices")
+    g.add_argument("--shard-state", action="store_true",
+                   help="with --flat-params and --devices > 1: split the optimizer state's "
+                   "buffers across the devices (ZeRO stage 1), parameters replicated")
     g.add_argument("--distributed", action="store_true",
                    help="call jax.distributed.initialize() first (multi-host)")
     g.add_argument("--sweep-schedules", default=None, metavar="NAMES",
@@ -232,6 +235,8 @@ def parse_args(argv=None, description: str | None = None) -> argparse.Namespace:
         args.warmup_steps = max(1, args.steps // 20)
     if args.warmup_steps >= args.steps:
         raise UsageError("--warmup-steps", f"must be smaller than --steps ({args.steps})")
+    if args.shard_state and not (args.flat_params and args.devices > 1):
+        raise UsageError("--shard-state", "needs --flat-params and --devices > 1")
     if args.batch % args.devices:
         raise UsageError("--batch", f"{args.batch} is not divisible by --devices {args.devices}")
     if args.repeats > 1 and (args.sweep_schedules or args.lr_find or args.alone):

@@ -110,6 +110,10 @@ def print_tables(result: dict):
         rows.append(("memory argument / output / temp",
                      " / ".join(_fmt_bytes(mem.get(k)) for k in (
                          "argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes"))))
+        state = x.get("main", {}).get("optimizer_state_bytes")
+        if state:
+            rows.append(("optimizer state total / per device",
+                         f"{_fmt_bytes(state['total'])} / {_fmt_bytes(state['per_device'])}"))
         rows.append(("FLOPs per step (XLA cost / analytic)",
                      f"{x.get('main', {}).get('flops_xla', float('nan')):.3g} / "
                      f"{t.get('flops_per_step_analytic', float('nan')):.3g}"))

@@ -154,16 +154,25 @@ class JaxRunner:
         self.eval_name = f"eval_step_{name.replace('-', '_')}"
         eval_step.__name__ = eval_step.__qualname__ = self.eval_name
         rep, dat = self.replicated, self.data_sharding
-        self.train_step = jax.jit(train_step, donate_argnums=(0, 1),
-                                  in_shardings=(rep, rep, dat, dat, rep, rep),
-                                  out_shardings=(rep, rep, rep))
-        self.eval_step = jax.jit(eval_step, in_shardings=(rep, dat, dat), out_shardings=rep)
         # Every side gets its own copy of the same initial weights.
         self.params = jax.tree_util.tree_map(jnp.array, init_params)
-        if flat:
-            self.params = js.flat_params(self.params)
+        devices = mesh.devices.size
+        if flat:  # buffers padded to a multiple of the device count, so they can be split
+            self.params = js.flat_params(self.params, multiple_of=devices)
         self.params = jax.device_put(self.params, rep)
-        self.opt_state = jax.device_put(tx.init(self.params), rep)
+        state = tx.init(self.params)
+        # --shard-state (ZeRO stage 1): every buffer-sized state array is split
+        # along the data axis, each device updating its slice; parameters stay
+        # replicated (XLA all-gathers the updated slices).
+        shard = flat and devices > 1 and getattr(args, "shard_state", False)
+        buffer_sizes = {x.shape[0] for x in jax.tree_util.tree_leaves(self.params)}
+        self.state_sharding = jax.tree_util.tree_map(
+            lambda x: dat if shard and x.ndim == 1 and x.shape[0] in buffer_sizes else rep, state)
+        self.train_step = jax.jit(train_step, donate_argnums=(0, 1),
+                                  in_shardings=(rep, self.state_sharding, dat, dat, rep, rep),
+                                  out_shardings=(rep, self.state_sharding, rep))
+        self.eval_step = jax.jit(eval_step, in_shardings=(rep, dat, dat), out_shardings=rep)
+        self.opt_state = jax.device_put(state, self.state_sharding)
         self.last_eval = np.float32(10.0)
         self.report = None
 
@@ -182,6 +191,10 @@ class JaxRunner:
 
     def compile(self, inputs, targets):
         _, self.report = compile_report(self.train_step, self.example_args(inputs, targets))
+        leaves = self.jax.tree_util.tree_leaves(self.opt_state)
+        self.report["optimizer_state_bytes"] = {
+            "total": int(sum(x.nbytes for x in leaves)),
+            "per_device": int(sum(x.addressable_shards[0].data.nbytes for x in leaves))}
         return self.report
 
     def step(self, index, inputs, targets):

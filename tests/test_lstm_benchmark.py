@@ -124,9 +124,10 @@ def test_fast_cell_matches_flax_cell_outputs_and_gradients():
     (lambda d: ["--schedule", "nope"], "--schedule"),
     (lambda d: ["--optimizer", "nope"], "--optimizer"),
     (lambda d: ["--devices", "64"], "--devices"),
+    (lambda d: ["--shard-state"], "--shard-state"),
     (lambda d: ["--out", str(d / "a_file" / "sub")], "--out"),
 ], ids=["missing", "empty", "short", "hidden0", "batch-neg", "schedule", "optimizer",
-        "devices", "out"])
+        "devices", "shard-state", "out"])
 def test_bad_input_exits_with_one_line_naming_the_flag(tmp_path, capsys, make_args, flag):
     (tmp_path / "empty.txt").write_text("")
     (tmp_path / "short.txt").write_text("tiny corpus")
@@ -149,17 +150,25 @@ def test_bad_input_from_the_command_line_has_no_traceback(tmp_path):
 def test_data_parallel_loss_curve_equals_single_device(tmp_path):
     env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu"}
     curves = {}
-    for n in (1, 2):
+    # 8 devices: flat parameters with the optimizer state split across them (ZeRO 1).
+    for n, extra in ((1, []), (2, []), (8, ["--flat-params", "--shard-state"])):
         out = tmp_path / f"d{n}"
         proc = _run(["--quick", "--no-progress", "--steps", "20", "--eval-every", "10",
-                     "--timing-warmup", "2", "--devices", str(n), "--out", str(out)], env)
+                     "--timing-warmup", "2", "--devices", str(n), "--out", str(out), *extra], env)
         assert proc.returncode == 0, proc.stderr[-3000:]
         r = json.loads((out / "lstm.json").read_text())
         assert r["xla"]["devices_used"] == n and r["xla"]["device_count"] == 8
         assert r["compiles"]["train_step"] == 1
         curves[n] = r
-    np.testing.assert_allclose(curves[2]["train"]["loss"], curves[1]["train"]["loss"], rtol=1e-4)
-    np.testing.assert_allclose(curves[2]["valid"]["loss"], curves[1]["valid"]["loss"], rtol=1e-4)
+    for n in (2, 8):
+        np.testing.assert_allclose(curves[n]["train"]["loss"], curves[1]["train"]["loss"],
+                                   rtol=1e-4)
+        np.testing.assert_allclose(curves[n]["valid"]["loss"], curves[1]["valid"]["loss"],
+                                   rtol=1e-4)
+    state = {n: curves[n]["xla"]["main"]["optimizer_state_bytes"] for n in (1, 8)}
+    assert state[1]["per_device"] == state[1]["total"]
+    # Two moment buffers split 8 ways; the scalars (counts, recorded values) stay whole.
+    assert state[8]["total"] // 8 <= state[8]["per_device"] <= state[8]["total"] // 8 + 1024
 
 
 def test_lr_find_writes_a_suggestion_and_a_plot(tmp_path):
