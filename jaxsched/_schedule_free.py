@@ -115,7 +115,10 @@ def scale_by_schedule_free(learning_rate: Hyper, b1: Hyper = 0.9, *, warmup_step
 
     With d the incoming direction (the gradient, or a normalised gradient),
     the update is the change of y in the module docstring's step:
-    u = c_k * (z - y) + lr_k * (b1 * (1 - c_k) - 1) * d, and z <- z - lr_k * d.
+    u = c_k * (z - y) + lr_k * (b1 * (1 - c_k) - 1) * d, and z <- z - lr_k * d,
+    computed as u = c_k * (z_new - y) + lr_k * (b1 * (1 - c_k) - 1 + c_k) * d
+    (the same y + u, to one rounding of y), so that XLA updates z and y in
+    place instead of copying them.
     It includes the learning rate and the sign: chain it last. The warmup is
     the reference's: lr_k = learning_rate * k / warmup_steps for k <= warmup_steps.
 
@@ -158,8 +161,11 @@ def scale_by_schedule_free(learning_rate: Hyper, b1: Hyper = 0.9, *, warmup_step
         return {"lr_k": lr, "new_lr_max": lr_max, "new_weight_sum": weight_sum, "c_k": c}
 
     def step(hp, d, y, z):
-        u = hp.c_k * (z - y) + hp.lr_k * (hp.b1 * (1 - hp.c_k) - 1) * d
-        return u, z - hp.lr_k * d
+        # u written with the new z (z = z_new + lr_k * d): the update of y then
+        # reads z_new, so XLA updates z and y in place, with no copy of either.
+        z_new = z - hp.lr_k * d
+        u = hp.c_k * (z_new - y) + hp.lr_k * (hp.b1 * (1 - hp.c_k) - 1 + hp.c_k) * d
+        return u, z_new
 
     zero = lambda values: jnp.zeros([], float_dtype())  # noqa: E731
     return _carry.transformation(
