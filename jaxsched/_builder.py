@@ -248,7 +248,9 @@ def transformation(owner: str, state: type, hypers: Mapping[str, Hyper],
                    prepare: Callable[[Values, PyTree], dict[str, Array]] | None = None,
                    measured: Mapping[str, Callable[[], Array]] | None = None,
                    mask: MaskOrFn = None, per_array: bool = False,
-                   segment_sums: bool = False) -> Transformation:
+                   segment_sums: bool = False,
+                   batch_as: Callable[[tuple], Optional[tuple]] | None = None
+                   ) -> Transformation:
     """Lift the per-array `step` to a transformation whose state is `state`.
 
     Args:
@@ -274,6 +276,15 @@ def transformation(owner: str, state: type, hypers: Mapping[str, Hyper],
         buffers it then runs on whole buffers, `hp.array_sum` giving each
         array's sum at each of its elements (segment sums: much faster than
         one view per array).
+      batch_as: (with per_array) `shape -> shape or None`: `step` on an
+        array gives the same result as on the array reshaped to
+        `batch_as(its shape)` (then reshaped back). Arrays (and the arrays
+        in flat buffers) with the same such shape are then stacked and run
+        through one `jax.vmap(step)`, so that the program grows with the
+        number of distinct shapes, not of arrays (Muon's Newton-Schulz
+        iteration). None: the array runs alone. Stacking copies each group's
+        inputs once (the outputs are sliced back). Only when every
+        hyperparameter value is a scalar; otherwise each array runs alone.
     """
     name, owner = owner, _checks.caller(owner)
     buffers = dict(buffers or {})
@@ -300,6 +311,53 @@ def transformation(owner: str, state: type, hypers: Mapping[str, Hyper],
 
         outs = _flat.map_arrays(layout, b, one, args, [None] + list(args[n_in:]))
         return tuple(outs) if buffers else outs[0]
+
+    def as_tuple(result: Any) -> tuple:
+        return tuple(result) if buffers else (result,)
+
+    def run_batched(hp: Values, jobs: list) -> list:
+        """`step` on every (args, place) job, the arrays of equal `batch_as` shape stacked."""
+        units: list = []  # per array: its views of the args
+        spans: list = []  # per job: (first unit, number of units)
+        for args, place in jobs:
+            if place is None or place[0].whole[place[1]]:
+                arrays = [tuple(args)]
+            else:
+                layout, b = place
+                arrays = list(zip(*(_flat.array_views(layout, b, a) for a in args)))
+            spans.append((len(units), len(arrays)))
+            units.extend(arrays)
+        by_shape: dict = {}
+        for u, views in enumerate(units):
+            key = batch_as(tuple(views[0].shape))
+            by_shape.setdefault(None if key is None else (tuple(key), tuple(
+                str(v.dtype) for v in views)), []).append(u)
+        results: list = [None] * len(units)
+        for key, members in by_shape.items():
+            if key is None or len(members) == 1:
+                for u in members:
+                    results[u] = as_tuple(step(hp, *units[u]))
+                continue
+            shape = key[0]
+            stacked = [jnp.stack([units[u][j].reshape(shape) for u in members])
+                       for j in range(len(units[members[0]]))]
+            outs = jax.vmap(lambda *a: as_tuple(step(hp, *a)))(*stacked)
+            for n, u in enumerate(members):
+                like = units[u][0].shape
+                results[u] = tuple(o[n].reshape(like) for o in outs)
+        done = []
+        for (args, place), (first, count) in zip(jobs, spans):
+            mine = results[first:first + count]
+            if place is None or place[0].whole[place[1]]:
+                outs = list(mine[0])
+            else:
+                layout, b = place
+                n_in = len(args) - len(buffers)
+                gaps = [None] + list(args[n_in:])
+                outs = [_flat.assemble(layout, b, [r[j] for r in mine], gaps[j], args[0].dtype)
+                        for j in range(len(gaps))]
+            done.append(tuple(outs) if buffers else outs[0])
+        return done
 
     def keep_flags(params: PyTree) -> list:
         if mask is None:
@@ -330,6 +388,19 @@ def transformation(owner: str, state: type, hypers: Mapping[str, Hyper],
         param_leaves = treedef.flatten_up_to(params) if needs_params else None
         keep = keep_flags(params if needs_params else updates)
         places = _flat.buffer_places(updates) if per_array else [None] * len(leaves)
+        jobs: dict = {}
+        for i, g in enumerate(leaves):
+            if keep[i]:
+                args = [_compute(g)]
+                if param_leaves is not None:
+                    args.append(_compute(param_leaves[i]))
+                args.extend(_compute(b[i]) for b in buffer_leaves)
+                jobs[i] = (args, places[i])
+        if batch_as is not None and per_array and all(
+                jnp.ndim(v) == 0 for v in hp.values.values()):
+            results = dict(zip(jobs, run_batched(hp, list(jobs.values()))))
+        else:
+            results = {i: run_step(hp, args, place) for i, (args, place) in jobs.items()}
         out_u: list = []
         out_b: list[list] = [[] for _ in buffers]
         for i, g in enumerate(leaves):
@@ -339,11 +410,7 @@ def transformation(owner: str, state: type, hypers: Mapping[str, Hyper],
                 for j, old in enumerate(olds):
                     out_b[j].append(old)
                 continue
-            args = [_compute(g)]
-            if param_leaves is not None:
-                args.append(_compute(param_leaves[i]))
-            args.extend(_compute(b) for b in olds)
-            result = run_step(hp, args, places[i])
+            result = results[i]
             u, news = (result[0], result[1:]) if buffers else (result, ())
             out_u.append(u.astype(jnp.result_type(g)))
             for j, (old, new) in enumerate(zip(olds, news)):
@@ -355,7 +422,8 @@ def transformation(owner: str, state: type, hypers: Mapping[str, Hyper],
     def with_mask(new_mask: Any) -> Transformation:
         return transformation(name, state, hypers, step, buffers=buffers,
                               needs_params=needs_params, prepare=prepare, measured=measured,
-                              mask=new_mask, per_array=per_array, segment_sums=segment_sums)
+                              mask=new_mask, per_array=per_array, segment_sums=segment_sums,
+                              batch_as=batch_as)
 
     return describe(optax.GradientTransformationExtraArgs(init, update), per_array=per_array,
                     name=name, needs_params=needs_params, mask=mask, with_mask=with_mask,
