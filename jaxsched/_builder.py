@@ -249,6 +249,7 @@ def transformation(owner: str, state: type, hypers: Mapping[str, Hyper],
                    measured: Mapping[str, Callable[[], Array]] | None = None,
                    mask: MaskOrFn = None, per_array: bool = False,
                    segment_sums: bool = False,
+                   finish: Callable[[Values, Array], Array] | None = None,
                    batch_as: Callable[[tuple], Optional[tuple]] | None = None
                    ) -> Transformation:
     """Lift the per-array `step` to a transformation whose state is `state`.
@@ -276,15 +277,19 @@ def transformation(owner: str, state: type, hypers: Mapping[str, Hyper],
         buffers it then runs on whole buffers, `hp.array_sum` giving each
         array's sum at each of its elements (segment sums: much faster than
         one view per array).
-      batch_as: (with per_array) `shape -> shape or None`: `step` on an
-        array gives the same result as on the array reshaped to
-        `batch_as(its shape)` (then reshaped back). Arrays (and the arrays
-        in flat buffers) with the same such shape are then stacked and run
-        through one `jax.vmap(step)`, so that the program grows with the
-        number of distinct shapes, not of arrays (Muon's Newton-Schulz
-        iteration). None: the array runs alone. Stacking copies each group's
-        inputs once (the outputs are sliced back). Only when every
-        hyperparameter value is a scalar; otherwise each array runs alone.
+      finish: `finish(hp, x) -> u`, a per-array formula applied to the
+        update `step` returns; `step` must then be elementwise (it runs on
+        whole flat buffers), and `finish` runs on each array (each original
+        array's view on a flat buffer, in its shape). Muon: `step` is the
+        momentum, `finish` the orthogonalization.
+      batch_as: (with finish) `shape -> shape or None`: `finish` on an array
+        gives the same result as on the array reshaped to `batch_as(its
+        shape)` (then reshaped back). The arrays with the same such shape are
+        stacked and run through one `jax.vmap(finish)`, so that the program's
+        size grows with the number of distinct shapes, not of arrays. None:
+        the array runs alone (so does every array when a hyperparameter
+        value is not a scalar). Stacking copies the group's inputs once; the
+        results are sliced back (one small copy per array).
     """
     name, owner = owner, _checks.caller(owner)
     buffers = dict(buffers or {})
@@ -312,51 +317,37 @@ def transformation(owner: str, state: type, hypers: Mapping[str, Hyper],
         outs = _flat.map_arrays(layout, b, one, args, [None] + list(args[n_in:]))
         return tuple(outs) if buffers else outs[0]
 
-    def as_tuple(result: Any) -> tuple:
-        return tuple(result) if buffers else (result,)
-
-    def run_batched(hp: Values, jobs: list) -> list:
-        """`step` on every (args, place) job, the arrays of equal `batch_as` shape stacked."""
-        units: list = []  # per array: its views of the args
+    def run_finish(hp: Values, jobs: list) -> list:
+        """`finish` on each array of every (x, place) job, equal `batch_as` shapes stacked."""
+        units: list = []  # per array: its view of x
         spans: list = []  # per job: (first unit, number of units)
-        for args, place in jobs:
-            if place is None or place[0].whole[place[1]]:
-                arrays = [tuple(args)]
-            else:
-                layout, b = place
-                arrays = list(zip(*(_flat.array_views(layout, b, a) for a in args)))
+        for x, place in jobs:
+            whole = place is None or place[0].whole[place[1]]
+            arrays = [x] if whole else _flat.array_views(place[0], place[1], x)
             spans.append((len(units), len(arrays)))
             units.extend(arrays)
         by_shape: dict = {}
-        for u, views in enumerate(units):
-            key = batch_as(tuple(views[0].shape))
-            by_shape.setdefault(None if key is None else (tuple(key), tuple(
-                str(v.dtype) for v in views)), []).append(u)
+        scalars = all(jnp.ndim(v) == 0 for v in hp.values.values())
+        for u, view in enumerate(units):
+            key = None if batch_as is None or not scalars else batch_as(tuple(view.shape))
+            by_shape.setdefault(None if key is None else (tuple(key), str(view.dtype)),
+                                []).append(u)
         results: list = [None] * len(units)
         for key, members in by_shape.items():
             if key is None or len(members) == 1:
                 for u in members:
-                    results[u] = as_tuple(step(hp, *units[u]))
+                    results[u] = finish(hp, units[u])
                 continue
-            shape = key[0]
-            stacked = [jnp.stack([units[u][j].reshape(shape) for u in members])
-                       for j in range(len(units[members[0]]))]
-            outs = jax.vmap(lambda *a: as_tuple(step(hp, *a)))(*stacked)
+            stacked = jnp.stack([units[u].reshape(key[0]) for u in members])
+            out = jax.vmap(lambda v: finish(hp, v))(stacked)
             for n, u in enumerate(members):
-                like = units[u][0].shape
-                results[u] = tuple(o[n].reshape(like) for o in outs)
+                results[u] = out[n].reshape(units[u].shape)
         done = []
-        for (args, place), (first, count) in zip(jobs, spans):
+        for (x, place), (first, count) in zip(jobs, spans):
             mine = results[first:first + count]
-            if place is None or place[0].whole[place[1]]:
-                outs = list(mine[0])
-            else:
-                layout, b = place
-                n_in = len(args) - len(buffers)
-                gaps = [None] + list(args[n_in:])
-                outs = [_flat.assemble(layout, b, [r[j] for r in mine], gaps[j], args[0].dtype)
-                        for j in range(len(gaps))]
-            done.append(tuple(outs) if buffers else outs[0])
+            whole = place is None or place[0].whole[place[1]]
+            done.append(mine[0] if whole else
+                        _flat.assemble(place[0], place[1], mine, None, x.dtype))
         return done
 
     def keep_flags(params: PyTree) -> list:
@@ -396,11 +387,13 @@ def transformation(owner: str, state: type, hypers: Mapping[str, Hyper],
                     args.append(_compute(param_leaves[i]))
                 args.extend(_compute(b[i]) for b in buffer_leaves)
                 jobs[i] = (args, places[i])
-        if batch_as is not None and per_array and all(
-                jnp.ndim(v) == 0 for v in hp.values.values()):
-            results = dict(zip(jobs, run_batched(hp, list(jobs.values()))))
-        else:
+        if finish is None:
             results = {i: run_step(hp, args, place) for i, (args, place) in jobs.items()}
+        else:  # `step` is elementwise: it runs on whole buffers, `finish` per array
+            results = {i: step(hp, *args) for i, (args, _) in jobs.items()}
+            firsts = [(r[0] if buffers else r, jobs[i][1]) for i, r in results.items()]
+            for i, u in zip(list(results), run_finish(hp, firsts)):
+                results[i] = (u, *results[i][1:]) if buffers else u
         out_u: list = []
         out_b: list[list] = [[] for _ in buffers]
         for i, g in enumerate(leaves):
@@ -423,7 +416,7 @@ def transformation(owner: str, state: type, hypers: Mapping[str, Hyper],
         return transformation(name, state, hypers, step, buffers=buffers,
                               needs_params=needs_params, prepare=prepare, measured=measured,
                               mask=new_mask, per_array=per_array, segment_sums=segment_sums,
-                              batch_as=batch_as)
+                              finish=finish, batch_as=batch_as)
 
     return describe(optax.GradientTransformationExtraArgs(init, update), per_array=per_array,
                     name=name, needs_params=needs_params, mask=mask, with_mask=with_mask,

@@ -159,8 +159,9 @@ def scale_by_muon(ns_coeffs: Any = NS_COEFFS, ns_steps: int = NS_STEPS, beta: Hy
     buffers, over each original array). Matrices of the same (reshaped)
     shape are stacked and orthogonalized together under `jax.vmap`, so the
     compiled program grows with the number of distinct shapes, not of
-    matrices (the stack is a copy of those momenta: one more array of their
-    size while the update runs); the numbers are those of each matrix alone.
+    matrices (the stack is a copy of those momenta, and the result is
+    sliced back: transient arrays of their size while the update runs); the
+    numbers are those of each matrix alone.
 
     Args:
       ns_coeffs: Newton-Schulz coefficients (a, b, c), each a number, scalar
@@ -203,27 +204,29 @@ def scale_by_muon(ns_coeffs: Any = NS_COEFFS, ns_steps: int = NS_STEPS, beta: Hy
     steps = int(ns_steps)
     caller = _checks.caller(owner)
 
-    def step(hp, g, m):
-        if g.ndim < 2:
-            raise ValueError(f"`{caller}` orthogonalizes matrices (arrays of rank >= 2), got an "
-                             f"array of shape {g.shape}; leave vectors to another "
-                             f"optimizer (`muon` gives them AdamW).")
+    def step(hp, g, m):  # elementwise: runs on whole flat buffers
         m = hp.beta * m + (1 - hp.beta) * g
-        x = hp.beta * m + (1 - hp.beta) * g if nesterov else m
-        rows, cols = as_matrix(g.shape, reshape)
+        return (hp.beta * m + (1 - hp.beta) * g if nesterov else m), m
+
+    def finish(hp, x):  # per matrix; the same for x reshaped to as_matrix(x.shape)
+        if x.ndim < 2:
+            raise ValueError(f"`{caller}` orthogonalizes matrices (arrays of rank >= 2), got an "
+                             f"array of shape {x.shape}; leave vectors to another "
+                             f"optimizer (`muon` gives them AdamW).")
+        rows, cols = as_matrix(x.shape, reshape)
         o = orthogonalize(x.reshape(rows, cols), (hp.ns_a, hp.ns_b, hp.ns_c), steps, hp.eps,
                           dtype=ns_dtype)
         if adjust_lr_fn == "original":
             factor = math.sqrt(max(1.0, rows / cols))
         else:
             factor = 0.2 * math.sqrt(max(rows, cols))
-        return o.reshape(g.shape) * factor, m
+        return o.reshape(x.shape) * factor
 
     return transformation(owner, ScaleByMuonState,
                           {"beta": beta, "eps": eps, "ns_a": coeffs[0], "ns_b": coeffs[1],
                            "ns_c": coeffs[2]}, step,
                           buffers={"mu": Buffer(dtype=mu_dtype)}, per_array=True,
-                          batch_as=lambda shape: (as_matrix(shape, reshape) if len(shape) >= 2
+                          finish=finish, batch_as=lambda shape: (as_matrix(shape, reshape) if len(shape) >= 2
                                                   else None))
 
 
