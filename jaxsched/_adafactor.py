@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxsched import _checks, _hyper, _numerics
+from jaxsched import _checks, _flat, _hyper, _numerics
 from jaxsched._builder import (MaskOrFn, Transformation, Values, check_real_floats,
                                check_same_tree, describe, state_dtype, structure,
                                transformation)
@@ -99,8 +99,10 @@ def scale_by_factored_rms(factored: bool = True, decay_rate: Hyper = 0.8, step_o
       convention: "optax" or "pytorch".
 
     Raises:
-      ValueError: for an argument out of range, or (at update) an array
-        hyperparameter that is not a scalar.
+      ValueError: for an argument out of range, (at update) an array
+        hyperparameter that is not a scalar, or (at init) a `flat_params`
+        buffer holding an array that would be factored (its factored moments
+        are not those of a slice of a vector: keep such arrays in a tree).
 
     References: Shazeer & Stern, "Adafactor: Adaptive Learning Rates with
     Sublinear Memory Cost", 2018.
@@ -131,8 +133,24 @@ def scale_by_factored_rms(factored: bool = True, decay_rate: Hyper = 0.8, step_o
     def axes(p: Array) -> tuple[int, int] | None:
         return factored_axes(jnp.shape(p), factored, min_dim_size_to_factor, convention)
 
+    def refuse_factored_flat(params: PyTree) -> None:
+        """A flat buffer is one vector here: exact only if no array in it is factored."""
+        for top in jax.tree.leaves(params, is_leaf=_flat.is_flat):
+            if not isinstance(top, _flat.FlatParams):
+                continue
+            layout = top.layout
+            for path, shape, (b, _) in zip(layout.paths(), layout.shapes, layout.places):
+                if not layout.whole[b] and factored_axes(shape, factored, min_dim_size_to_factor,
+                                                         convention) is not None:
+                    raise ValueError(
+                        f"`{caller}` factors the second moment of the array of shape {shape} at "
+                        f"{path or 'the root'}, which a flat_params buffer holds as part of a "
+                        f"vector: keep the factored arrays out of flat_params (a tree), or pass "
+                        f"factored=False.")
+
     def init(params: PyTree) -> ScaleByFactoredRmsState:
         check_real_floats(caller, params, "the parameters")
+        refuse_factored_flat(params)
 
         def buffers(p):
             dtype = state_dtype(jnp.result_type(p))
@@ -359,7 +377,8 @@ def adafactor(learning_rate: Hyper | None = None, min_dim_size_to_factor: int | 
 
     Raises:
       ValueError: for an argument out of range, or `momentum` or
-        `weight_decay_mask` with `convention="pytorch"`.
+        `weight_decay_mask` with `convention="pytorch"`; at init, for
+        `flat_params` buffers holding an array that would be factored.
 
     References: Shazeer & Stern, "Adafactor: Adaptive Learning Rates with
     Sublinear Memory Cost", 2018.

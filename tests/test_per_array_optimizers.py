@@ -335,3 +335,27 @@ def test_scale_by_muon_refuses_a_vector():
     tx = js.scale_by_muon()
     with pytest.raises(ValueError, match=r"`scale_by_muon` orthogonalizes matrices"):
         tx.update(jnp.ones(3), tx.init(jnp.ones(3)))
+
+
+def test_adafactor_on_flat_params_refuses_factored_arrays_and_is_exact_otherwise():
+    """A flat buffer is one vector to the factored moments: a factored array in it is refused
+    (its row and column moments would be those of the buffer, not of the array)."""
+    p = params_like()
+    with pytest.raises(ValueError, match=r"`adafactor` factors the second moment of the array "
+                                         r"of shape \(4, 5, 6\) at \['k'\]"):
+        js.adafactor(0.01, min_dim_size_to_factor=4).init(js.flat_params(p))
+    # Nothing factored (every dim < 128, optax's default): the flat run is the tree's.
+    g = random_grads(3)
+    plain = p
+    flat = js.flat_params(p)
+    opt = js.adafactor(0.01, momentum=0.9)
+    s_tree, s_flat = opt.init(plain), opt.init(flat)
+    for i in range(3):
+        gi = {k: jnp.asarray(v[i]) for k, v in g.items()}
+        u, s_tree = opt.update(gi, s_tree, plain)
+        plain = optax.apply_updates(plain, u)
+        uf, s_flat = opt.update(js.flat_params(gi), s_flat, flat)
+        flat = optax.apply_updates(flat, uf)
+    for k in p:
+        np.testing.assert_allclose(np.asarray(flat.unflatten()[k]), np.asarray(plain[k]),
+                                   rtol=1e-6, atol=1e-7, err_msg=k)
