@@ -32,8 +32,8 @@ class ScaleByTrustRatioState(NamedTuple):
     hyperparams: dict  # {"min_norm", "trust_coefficient", "eps": float []}
 
 
-def _norm(x: Array, min_norm: Array) -> Array:
-    n = jnp.sqrt(jnp.sum(jnp.square(x)))
+def _norm(hp, x: Array, min_norm: Array) -> Array:
+    n = jnp.sqrt(hp.array_sum(jnp.square(x)))  # per original array on flat buffers
     return jnp.where(n <= min_norm, min_norm, n)
 
 
@@ -73,14 +73,15 @@ def scale_by_trust_ratio(min_norm: Hyper = 0.0, trust_coefficient: Hyper = 1.0,
     _hyper.check(owner, "eps", eps, lo=0)
 
     def step(hp, g, p):
-        p_norm, u_norm = _norm(p, hp.min_norm), _norm(g, hp.min_norm)
+        p_norm, u_norm = _norm(hp, p, hp.min_norm), _norm(hp, g, hp.min_norm)
         zero = (p_norm == 0) | (u_norm == 0)
         ratio = hp.trust_coefficient * p_norm / jnp.where(zero, 1, u_norm + hp.eps)
         return g * jnp.where(zero, 1, ratio)
 
     return transformation(owner, ScaleByTrustRatioState,
                           {"min_norm": min_norm, "trust_coefficient": trust_coefficient,
-                           "eps": eps}, step, needs_params=True, mask=mask, per_array=True)
+                           "eps": eps}, step, needs_params=True, mask=mask, per_array=True,
+                          segment_sums=True)
 
 
 @with_groups

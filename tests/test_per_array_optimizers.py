@@ -21,7 +21,7 @@ import optax
 import pytest
 
 import jaxsched as js
-from training import trajectory
+from training import train_random, trajectory
 
 STEPS = 200
 SHAPES = {"w": (6, 5), "b": (5,), "k": (4, 5, 6), "s": ()}
@@ -359,3 +359,24 @@ def test_adafactor_on_flat_params_refuses_factored_arrays_and_is_exact_otherwise
     for k in p:
         np.testing.assert_allclose(np.asarray(flat.unflatten()[k]), np.asarray(plain[k]),
                                    rtol=1e-6, atol=1e-7, err_msg=k)
+
+
+@pytest.mark.parametrize("name", ["lamb", "lars"])
+def test_trust_ratios_on_flat_params_are_each_arrays(name):
+    """On flat buffers the trust ratios are segment sums over each original array (no view
+    per array): the run equals the tree's, with alignment gaps and padding in the buffers."""
+    p = {**params_like(), "many": [jnp.linspace(-1.0, 1.0, i + 2) * (i + 1) for i in range(9)],
+         "zero": jnp.zeros((3, 2))}  # a zero norm: ratio 1
+    make = {"lamb": lambda: js.lamb(0.05, weight_decay=0.1),
+            "lars": lambda: js.lars(0.5, weight_decay=0.1, trust_coefficient=0.5)}[name]
+    plain = train_random(make(), p, 5)[0]
+    for align, multiple_of in ((1, 1), (16, 8)):
+        flat = js.flat_params(p, align=align, multiple_of=multiple_of)
+        got = train_random(make(), flat, 5)[0].unflatten()
+        for (path, x), y in zip(jax.tree_util.tree_flatten_with_path(got)[0],
+                                jax.tree.leaves(plain)):
+            y = np.asarray(y, np.float64)
+            np.testing.assert_allclose(np.asarray(x, np.float64), y, rtol=1e-6,
+                                       atol=1e-6 * max(1.0, np.abs(y).max()),
+                                       err_msg=jax.tree_util.keystr(path))
+    assert np.abs(np.asarray(plain["w"]) - np.asarray(p["w"])).max() > 1e-3
