@@ -319,6 +319,8 @@ def transformation(owner: str, state: type, hypers: Mapping[str, Hyper],
 
     def run_finish(hp: Values, jobs: list) -> list:
         """`finish` on each array of every (x, place) job, equal `batch_as` shapes stacked."""
+        assert finish is not None
+        tail = finish
         units: list = []  # per array: its view of x
         spans: list = []  # per job: (first unit, number of units)
         for x, place in jobs:
@@ -336,10 +338,10 @@ def transformation(owner: str, state: type, hypers: Mapping[str, Hyper],
         for key, members in by_shape.items():
             if key is None or len(members) == 1:
                 for u in members:
-                    results[u] = finish(hp, units[u])
+                    results[u] = tail(hp, units[u])
                 continue
             stacked = jnp.stack([units[u].reshape(key[0]) for u in members])
-            out = jax.vmap(lambda v: finish(hp, v))(stacked)
+            out = jax.vmap(lambda v: tail(hp, v))(stacked)
             for n, u in enumerate(members):
                 results[u] = out[n].reshape(units[u].shape)
         done = []
