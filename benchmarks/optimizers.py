@@ -228,13 +228,14 @@ def flat_makers() -> dict:
 PER_MATRIX = ("muon", "adafactor")  # act per matrix: one array is not the comparison
 
 
-def flat_rows(arrays: list[int], num_params: int, reps: int, chosen, with_tree: bool) -> list:
+def flat_rows(arrays: list[int], num_params: int, reps: int, chosen, with_tree: bool,
+              align: int = 1) -> list:
     rows = []
     for n in arrays:
         tree = make_tree(n, num_params)
         grads = jax.tree.map(lambda x: 0.01 * jnp.cos(x * 7.0), tree)
         total = sum(x.size for x in tree.values())
-        flat, flat_g = js.flat_params(tree), js.flat_params(grads)
+        flat, flat_g = js.flat_params(tree, align=align), js.flat_params(grads, align=align)
         one = {"w": jnp.concatenate([x.ravel() for x in tree.values()])}
         one_g = {"w": jnp.concatenate([x.ravel() for x in grads.values()])}
         for name, make in flat_makers().items():
@@ -244,7 +245,7 @@ def flat_rows(arrays: list[int], num_params: int, reps: int, chosen, with_tree: 
             sides = {"one": (None if per_matrix else make(), one, one_g), "flat": (make(), flat, flat_g),
                      "tree": (make() if with_tree or per_matrix else None, tree, grads)}
             t = time_sides(sides, reps)
-            row = {"optimizer": name, "arrays": n, "params": total,
+            row = {"optimizer": name, "arrays": n, "params": total, "align": align,
                    **{k: v["seconds"] for k, v in t.items()},
                    **{f"{k}_compile_s": v["compile_s"] for k, v in t.items()},
                    "per_matrix": per_matrix}
@@ -296,6 +297,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="skip a side whose compile extrapolates beyond this many seconds")
     ap.add_argument("--flat", action="store_true",
                     help="flat_params against one array of the same size (see above)")
+    ap.add_argument("--align", type=int, default=1,
+                    help="with --flat: flat_params(align=...); 16 makes per-array sums "
+                         "block sums (lamb, lars)")
     ap.add_argument("--with-tree", action="store_true",
                     help="with --flat: time the per-array tree for every optimizer too")
     args = ap.parse_args(argv)
@@ -308,8 +312,9 @@ def main(argv: list[str] | None = None) -> int:
            f"backend {jax.default_backend()}")
     if args.flat:
         load0 = os.getloadavg()
-        rows = flat_rows(arrays, num_params, reps, chosen, args.with_tree)
+        rows = flat_rows(arrays, num_params, reps, chosen, args.with_tree, args.align)
         print(flat_markdown(rows))
+        print(f"flat_params(align={args.align})")
         print(f"\n{env}, load {load0[0]:.1f} at start, {os.getloadavg()[0]:.1f} at end")
         if args.out:
             Path(args.out).write_text(json.dumps({"flat_rows": rows, "env": env,
@@ -333,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
             for side in ("jaxsched", "optax"):
                 if t[f"{side}_compile_s"] is not None:
                     previous[(name, side)] = (n, t[f"{side}_compile_s"])
-            row = {"optimizer": name, "arrays": n, "params": total, **t}
+            row = {"optimizer": name, "arrays": n, "params": total, "align": align, **t}
             reasons = [f"{side} {w}" for side, w in why.items() if w]
             if reasons:
                 row["skipped"] = "; ".join(reasons)
