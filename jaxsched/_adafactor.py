@@ -251,8 +251,12 @@ class ScaleByParamBlockRmsState(NamedTuple):
     hyperparams: dict  # {"min_scale": float []}
 
 
-def _rms(x: Array) -> Array:
-    return jnp.sqrt(jnp.mean(jnp.square(x))) if x.size else jnp.zeros([], x.dtype)
+def _rms(hp: Values, x: Array) -> Array:
+    """The root mean square of x over the array (each original array's, on flat buffers)."""
+    if not x.size:
+        return jnp.zeros([], x.dtype)
+    count = hp.array_sum(jnp.ones_like(x))  # the array's size (0 only in no array's gaps)
+    return jnp.sqrt(hp.array_sum(jnp.square(x)) / jnp.maximum(count, 1))
 
 
 @with_groups(tree_arguments=())
@@ -275,8 +279,8 @@ def clip_by_block_rms(threshold: Hyper) -> Transformation:
     """
     _hyper.check("clip_by_block_rms", "threshold", threshold, lo=0, lo_open=True)
     return transformation("clip_by_block_rms", ClipByBlockRmsState, {"threshold": threshold},
-                          lambda hp, g: g / jnp.maximum(1, _rms(g) / hp.threshold),
-                          per_array=True)
+                          lambda hp, g: g / jnp.maximum(1, _rms(hp, g) / hp.threshold),
+                          per_array=True, segment_sums=True)
 
 
 @with_groups(tree_arguments=())
@@ -301,8 +305,8 @@ def scale_by_param_block_rms(min_scale: Hyper = 1e-3) -> Transformation:
     _hyper.check("scale_by_param_block_rms", "min_scale", min_scale, lo=0)
     return transformation("scale_by_param_block_rms", ScaleByParamBlockRmsState,
                           {"min_scale": min_scale},
-                          lambda hp, g, p: g * jnp.maximum(_rms(p), hp.min_scale),
-                          needs_params=True, per_array=True)
+                          lambda hp, g, p: g * jnp.maximum(_rms(hp, p), hp.min_scale),
+                          needs_params=True, per_array=True, segment_sums=True)
 
 
 # ---------------------------------------------------------------- the alias
