@@ -255,8 +255,7 @@ def _rms(hp: Values, x: Array) -> Array:
     """The root mean square of x over the array (each original array's, on flat buffers)."""
     if not x.size:
         return jnp.zeros([], x.dtype)
-    count = hp.array_sum(jnp.ones_like(x))  # the array's size (0 only in no array's gaps)
-    return jnp.sqrt(hp.array_sum(jnp.square(x)) / jnp.maximum(count, 1))
+    return jnp.sqrt(hp.array_sum(jnp.square(x)) / hp.array_size(x))
 
 
 @with_groups(tree_arguments=())

@@ -97,6 +97,14 @@ class Values:
     def array_sum(self, x: Array) -> Array:
         return jnp.sum(x) if self._array_sum is None else self._array_sum(x)
 
+    def array_size(self, x: Array) -> Any:
+        """The number of elements of the array (of each original array on a flat buffer,
+        at each of its elements; 0 nowhere but in the gaps between arrays)."""
+        if self._array_sum is None:
+            return x.size
+        # A barrier, so that XLA does not constant-fold a segment sum over the whole buffer.
+        return self._array_sum(jax.lax.optimization_barrier(jnp.ones_like(x)))
+
     def segmented(self, array_sum: Callable[[Array], Array]) -> "Values":
         return Values(self.values, self.k, array_sum)
 
