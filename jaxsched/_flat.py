@@ -95,7 +95,9 @@ class Layout:
         The padding and alignment gaps sum to 0 and enter no array's sum. With
         arrays aligned to >= 8 elements (`flat_params(align=...)`), the sums
         are block sums of a reshape plus a segment sum over the blocks;
-        otherwise a segment sum over the elements.
+        otherwise too when every array starts and ends at a multiple of some
+        block of >= 8 elements (equal sizes); otherwise a segment sum over the
+        elements.
         """
         if self.whole[b]:
             return lambda x: jnp.sum(x)
@@ -108,6 +110,9 @@ class Layout:
 def _segment_sum_fn(segments: tuple, length: int, align: int) -> Callable:
     n = len(segments)
     block = align if align >= 8 else 1
+    if block == 1:  # arrays that all start and end at multiples of one size: its blocks
+        common = math.gcd(length, *(o for o, _, _ in segments), *(o + s for o, s, _ in segments))
+        block = common if common >= 8 else 1
     blocks = length // block
     ids = np.full(blocks, n, np.int32)  # gaps and padding: segment n (dropped)
     valid = np.zeros(blocks, np.int32)  # elements of the block that belong to an array

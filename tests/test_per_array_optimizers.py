@@ -365,8 +365,15 @@ def test_adafactor_on_flat_params_refuses_factored_arrays_and_is_exact_otherwise
 def test_trust_ratios_on_flat_params_are_each_arrays(name):
     """On flat buffers the trust ratios are segment sums over each original array (no view
     per array): the run equals the tree's, with alignment gaps and padding in the buffers."""
-    p = {**params_like(), "many": [jnp.linspace(-1.0, 1.0, i + 2) * (i + 1) for i in range(9)],
-         "zero": jnp.zeros((3, 2))}  # a zero norm: ratio 1
+    mixed = {**params_like(), "many": [jnp.linspace(-1.0, 1.0, i + 2) * (i + 1) for i in range(9)],
+             "zero": jnp.zeros((3, 2))}  # a zero norm: ratio 1
+    # Equal sizes: every array starts at a multiple of 12, so the sums are block sums.
+    equal = {f"m{i}": jnp.linspace(-1.0, 1.0, 12).reshape(3, 4) * (i + 1) for i in range(5)}
+    for p in (mixed, equal):
+        _trust_ratio_flat_equals_tree(name, p)
+
+
+def _trust_ratio_flat_equals_tree(name, p):
     make = {"lamb": lambda: js.lamb(0.05, weight_decay=0.1),
             "lars": lambda: js.lars(0.5, weight_decay=0.1, trust_coefficient=0.5)}[name]
     plain = train_random(make(), p, 5)[0]
@@ -379,4 +386,5 @@ def test_trust_ratios_on_flat_params_are_each_arrays(name):
             np.testing.assert_allclose(np.asarray(x, np.float64), y, rtol=1e-6,
                                        atol=1e-6 * max(1.0, np.abs(y).max()),
                                        err_msg=jax.tree_util.keystr(path))
-    assert np.abs(np.asarray(plain["w"]) - np.asarray(p["w"])).max() > 1e-3
+    first = sorted(p)[-1]
+    assert np.abs(np.asarray(plain[first]) - np.asarray(p[first])).max() > 1e-3
