@@ -17,14 +17,25 @@ the tree's matrices, jitted) and reported as achieved FLOP/s against the
 rate of a float32 (1024, 1024) @ (1024, 1024) matmul measured in the same
 run. One iteration on an (m, n) matrix, m <= n, costs 4 m^2 n + 2 m^3 FLOPs.
 
-Compiling Muon for 1,000 matrices takes minutes on a busy 2-core machine
-(both sides unroll the iteration for every matrix separately); use
-`--only` / `--arrays` to leave it out.
+Each row also gives each side's compile time (`jit(...).lower(...).compile()`,
+seconds). jaxsched's Muon stacks the matrices of one shape and runs the
+iteration once per shape; optax's `contrib.muon` traces it per matrix. A side
+whose compile, extrapolated linearly from the previous tree size, would pass
+`--compile-cap` seconds is not compiled (its cells say so).
+
+`--flat` times instead each new optimizer's update on `js.flat_params` of
+the same trees against the same optimizer on one array of the same total
+size (the issue's "flat parameters at most 1.1x its one-array time"), with
+the per-array tree alongside. For Muon and Adafactor, which act per matrix,
+the one-array run does other work (one big matrix: other Newton-Schulz
+FLOPs, other factored moments), so their comparable ratio is flat / tree.
 
 Usage:
     python benchmarks/optimizers.py                  # the table (a few minutes)
     python benchmarks/optimizers.py --quick          # tiny, for a smoke test
     python benchmarks/optimizers.py --arrays 1,100 --params 1000000 --reps 20
+    python benchmarks/optimizers.py --only muon --out muon.json
+    python benchmarks/optimizers.py --flat --arrays 100,1000 --out flat.json
 """
 
 from __future__ import annotations
@@ -81,25 +92,49 @@ def _block(tree) -> None:
     jax.block_until_ready(tree)
 
 
-def time_pair(ours, theirs, params: dict, grads: dict, reps: int) -> dict:
-    """Median seconds per call of each side, alternating sides every repetition."""
-    sides = {}
-    for name, tx in (("jaxsched", ours), ("optax", theirs)):
-        step = step_fn(tx)
-        p = jax.tree.map(jnp.copy, params)
-        s = tx.init(p)
-        p, s = step(p, s, grads)  # compile and warm up
+def compiled_step(tx, params, grads) -> tuple:
+    """The compiled, donated update of `tx`, its fresh params and state, and the compile seconds."""
+    p = jax.tree.map(jnp.copy, params)
+    s = tx.init(p)
+    t0 = time.perf_counter()
+    step = step_fn(tx).lower(p, s, grads).compile()
+    return step, p, s, time.perf_counter() - t0
+
+
+def time_sides(sides: dict, reps: int) -> dict:
+    """Median seconds per call of each side, alternating sides every repetition.
+
+    `sides`: name -> (tx, params, grads); a side whose tx is None is left out.
+    Returns name -> {"seconds", "compile_s"}.
+    """
+    runs = {}
+    for name, (tx, params, grads) in sides.items():
+        if tx is None:
+            continue
+        step, p, s, compile_s = compiled_step(tx, params, grads)
+        p, s = step(p, s, grads)  # warm up
         _block((p, s))
-        sides[name] = [step, p, s, []]
+        runs[name] = [step, p, s, grads, [], compile_s]
     for _ in range(reps):
-        for name in sides:
-            step, p, s, times = sides[name]
+        for run in runs.values():
+            step, p, s, grads, times, _ = run
             t0 = time.perf_counter()
             p, s = step(p, s, grads)
             _block((p, s))
             times.append(time.perf_counter() - t0)
-            sides[name][1], sides[name][2] = p, s
-    return {name: float(np.median(v[3])) for name, v in sides.items()}
+            run[1], run[2] = p, s
+    return {name: {"seconds": float(np.median(r[4])), "compile_s": r[5]}
+            for name, r in runs.items()}
+
+
+def time_pair(ours, theirs, params: dict, grads: dict, reps: int) -> dict:
+    """Median seconds per call of each side (None if left out) and compile seconds."""
+    t = time_sides({"jaxsched": (ours, params, grads), "optax": (theirs, params, grads)}, reps)
+    out: dict = {}
+    for name in ("jaxsched", "optax"):
+        out[name] = t[name]["seconds"] if name in t else None
+        out[f"{name}_compile_s"] = t[name]["compile_s"] if name in t else None
+    return out
 
 
 def matmul_rate(n: int = 1024, reps: int = 10) -> float:
@@ -116,32 +151,51 @@ def matmul_rate(n: int = 1024, reps: int = 10) -> float:
 
 
 def newton_schulz_rate(params: dict, reps: int, steps: int = js._muon.NS_STEPS) -> dict:
-    """Seconds and achieved FLOP/s of the Newton-Schulz iteration over every matrix."""
+    """Seconds and achieved FLOP/s of the Newton-Schulz iteration over every matrix.
+
+    The matrices (all of one shape) are stacked and orthogonalized under one
+    `vmap`, as `scale_by_muon` does.
+    """
     flops = 0
     for x in params.values():
         m, n = sorted(x.shape)
         flops += steps * (4 * m * m * n + 2 * m ** 3)
-    f = jax.jit(lambda tree: {k: js.orthogonalize(v, ns_steps=steps) for k, v in tree.items()})
-    _block(f(params))
+    stacked = jnp.stack(list(params.values()))
+    f = jax.jit(jax.vmap(lambda x: js.orthogonalize(x, ns_steps=steps)))
+    _block(f(stacked))
     times = []
     for _ in range(reps):
         t0 = time.perf_counter()
-        _block(f(params))
+        _block(f(stacked))
         times.append(time.perf_counter() - t0)
     seconds = float(np.median(times))
     return {"seconds": seconds, "flops": flops, "flop_per_s": flops / seconds}
 
 
+def _ms(x) -> str:
+    return "-" if x is None else f"{1e3 * x:.3f}"
+
+
+def _s(x) -> str:
+    return "-" if x is None else f"{x:.1f}"
+
+
 def markdown(rows: list[dict], ns: list[dict], rate: float) -> str:
-    lines = ["| optimizer | arrays | params | jaxsched ms | optax ms | ratio |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = ["| optimizer | arrays | params | jaxsched ms | optax ms | ratio | jaxsched compile s "
+             "| optax compile s |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
+        ratio = (f"{r['jaxsched'] / r['optax']:.2f}" if r["jaxsched"] and r["optax"] else "-")
         lines.append(f"| {r['optimizer']} | {r['arrays']} | {r['params']:,} | "
-                     f"{1e3 * r['jaxsched']:.3f} | {1e3 * r['optax']:.3f} | "
-                     f"{r['jaxsched'] / r['optax']:.2f} |")
-    lines += ["", f"Measured float32 matmul rate: {rate / 1e9:.1f} GFLOP/s.", "",
-              "| Newton-Schulz over | ms | GFLOP | GFLOP/s | of matmul rate |",
-              "|---|---:|---:|---:|---:|"]
+                     f"{_ms(r['jaxsched'])} | {_ms(r['optax'])} | {ratio} | "
+                     f"{_s(r['jaxsched_compile_s'])} | {_s(r['optax_compile_s'])} |")
+    skipped = [r for r in rows if r.get("skipped")]
+    for r in skipped:
+        lines.append(f"\n{r['optimizer']}, {r['arrays']} arrays: {r['skipped']}")
+    if ns:
+        lines += ["", f"Measured float32 matmul rate: {rate / 1e9:.1f} GFLOP/s.", "",
+                  "| Newton-Schulz over | ms | GFLOP | GFLOP/s | of matmul rate |",
+                  "|---|---:|---:|---:|---:|"]
     for r in ns:
         lines.append(f"| {r['arrays']} matrices {r['shape']} | {1e3 * r['seconds']:.2f} | "
                      f"{r['flops'] / 1e9:.3f} | {r['flop_per_s'] / 1e9:.1f} | "
@@ -149,8 +203,86 @@ def markdown(rows: list[dict], ns: list[dict], rate: float) -> str:
     return "\n".join(lines)
 
 
+# ---------------------------------------------------------------- flat parameters
+
+def flat_makers() -> dict:
+    """name: a function making the optimizer (a fresh one per side)."""
+    return {
+        "lion": lambda: js.lion(1e-4),
+        "adafactor": lambda: js.adafactor(1e-3),
+        "lamb": lambda: js.lamb(1e-3),
+        "lars": lambda: js.lars(1e-3),
+        "nadam": lambda: js.nadam(1e-3),
+        "nadamw": lambda: js.nadamw(1e-3),
+        "radam": lambda: js.radam(1e-3),
+        "adamax": lambda: js.adamax(1e-3),
+        "amsgrad": lambda: js.amsgrad(1e-3),
+        "adopt": lambda: js.adopt(1e-3),
+        "prodigy": lambda: js.prodigy(1.0),
+        "schedule_free_adamw": lambda: js.schedule_free_adamw(2.5e-3),
+        "schedule_free_sgd": lambda: js.schedule_free_sgd(1.0),
+        "muon": lambda: js.muon(0.02, weight_decay=0.0),
+    }
+
+
+PER_MATRIX = ("muon", "adafactor")  # act per matrix: one array is not the comparison
+
+
+def flat_rows(arrays: list[int], num_params: int, reps: int, chosen, with_tree: bool,
+              align: int = 1) -> list:
+    rows = []
+    for n in arrays:
+        tree = make_tree(n, num_params)
+        grads = jax.tree.map(lambda x: 0.01 * jnp.cos(x * 7.0), tree)
+        total = sum(x.size for x in tree.values())
+        flat, flat_g = js.flat_params(tree, align=align), js.flat_params(grads, align=align)
+        one = {"w": jnp.concatenate([x.ravel() for x in tree.values()])}
+        one_g = {"w": jnp.concatenate([x.ravel() for x in grads.values()])}
+        for name, make in flat_makers().items():
+            if chosen and name not in chosen:
+                continue
+            per_matrix = name in PER_MATRIX
+            sides = {"one": (None if per_matrix else make(), one, one_g), "flat": (make(), flat, flat_g),
+                     "tree": (make() if with_tree or per_matrix else None, tree, grads)}
+            t = time_sides(sides, reps)
+            row = {"optimizer": name, "arrays": n, "params": total, "align": align,
+                   **{k: v["seconds"] for k, v in t.items()},
+                   **{f"{k}_compile_s": v["compile_s"] for k, v in t.items()},
+                   "per_matrix": per_matrix}
+            rows.append(row)
+            print(f"{name:20s} {n:5d} arrays: one {_ms(row.get('one'))} ms, flat "
+                  f"{_ms(row.get('flat'))} ms, tree {_ms(row.get('tree'))} ms",
+                  file=sys.stderr, flush=True)
+    return rows
+
+
+def flat_markdown(rows: list[dict]) -> str:
+    lines = ["| optimizer | arrays | params | one array ms | flat ms | tree ms | flat / one "
+             "| flat / tree |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        one = "n/c" if r["per_matrix"] else f"{r['flat'] / r['one']:.2f}"
+        tree = f"{r['flat'] / r['tree']:.2f}" if r.get("tree") else "-"
+        lines.append(f"| {r['optimizer']} | {r['arrays']} | {r['params']:,} | {_ms(r.get('one'))} | "
+                     f"{_ms(r['flat'])} | {_ms(r.get('tree'))} | {one} | {tree} |")
+    lines.append("\nn/c: not comparable (Muon and Adafactor act per matrix; one big array "
+                 "is other work): compare flat with the tree.")
+    return "\n".join(lines)
+
+
 def parse_ints(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x]
+
+
+def _capped(previous: dict, key: tuple, n: int, cap: float):
+    """None if compiling is expected to stay under `cap` seconds, else the reason."""
+    prior = previous.get(key)
+    if prior is None:
+        return None
+    n0, seconds = prior
+    estimate = seconds * n / n0
+    return None if estimate <= cap else (f"not compiled: {seconds:.0f} s at {n0} arrays "
+                                         f"extrapolates to ~{estimate:.0f} s > --compile-cap {cap:.0f}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,12 +293,36 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default="", help="comma-separated optimizer names")
     ap.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test)")
     ap.add_argument("--out", default="", help="write results JSON here")
+    ap.add_argument("--compile-cap", type=float, default=900.0,
+                    help="skip a side whose compile extrapolates beyond this many seconds")
+    ap.add_argument("--flat", action="store_true",
+                    help="flat_params against one array of the same size (see above)")
+    ap.add_argument("--align", type=int, default=1,
+                    help="with --flat: flat_params(align=...); 16 makes per-array sums "
+                         "block sums (lamb, lars)")
+    ap.add_argument("--with-tree", action="store_true",
+                    help="with --flat: time the per-array tree for every optimizer too")
     args = ap.parse_args(argv)
     arrays, num_params, reps = parse_ints(args.arrays), args.params, args.reps
     if args.quick:
         arrays, num_params, reps = [1, 10], 10_000, 3
     chosen = set(args.only.split(",")) if args.only else None
+    env = (f"{platform.node()} {platform.processor() or platform.machine()}, "
+           f"{os.cpu_count()} CPUs, jax {jax.__version__}, optax {optax.__version__}, "
+           f"backend {jax.default_backend()}")
+    if args.flat:
+        load0 = os.getloadavg()
+        rows = flat_rows(arrays, num_params, reps, chosen, args.with_tree, args.align)
+        print(flat_markdown(rows))
+        print(f"flat_params(align={args.align})")
+        print(f"\n{env}, load {load0[0]:.1f} at start, {os.getloadavg()[0]:.1f} at end")
+        if args.out:
+            Path(args.out).write_text(json.dumps({"flat_rows": rows, "env": env,
+                                                  "load": [load0, os.getloadavg()]}, indent=1))
+        return 0
     rows, ns = [], []
+    previous: dict = {}
+    load0 = os.getloadavg()
     rate = matmul_rate(reps=max(3, reps // 2))
     for n in arrays:
         params = make_tree(n, num_params)
@@ -175,21 +331,31 @@ def main(argv: list[str] | None = None) -> int:
         for name, (ours, theirs) in pairs().items():
             if chosen and name not in chosen:
                 continue
-            t = time_pair(ours, theirs, params, grads, reps)
-            rows.append({"optimizer": name, "arrays": n, "params": total, **t})
-            print(f"{name:10s} {n:5d} arrays: jaxsched {1e3 * t['jaxsched']:.3f} ms, "
-                  f"optax {1e3 * t['optax']:.3f} ms", file=sys.stderr, flush=True)
+            why = {side: _capped(previous, (name, side), n, args.compile_cap)
+                   for side in ("jaxsched", "optax")}
+            t = time_pair(None if why["jaxsched"] else ours, None if why["optax"] else theirs,
+                          params, grads, reps)
+            for side in ("jaxsched", "optax"):
+                if t[f"{side}_compile_s"] is not None:
+                    previous[(name, side)] = (n, t[f"{side}_compile_s"])
+            row = {"optimizer": name, "arrays": n, "params": total, "align": align, **t}
+            reasons = [f"{side} {w}" for side, w in why.items() if w]
+            if reasons:
+                row["skipped"] = "; ".join(reasons)
+            rows.append(row)
+            print(f"{name:10s} {n:5d} arrays: jaxsched {_ms(t['jaxsched'])} ms "
+                  f"(compile {_s(t['jaxsched_compile_s'])} s), optax {_ms(t['optax'])} ms "
+                  f"(compile {_s(t['optax_compile_s'])} s)", file=sys.stderr, flush=True)
         if chosen is None or "muon" in chosen:
             shape = next(iter(params.values())).shape
             ns.append({"arrays": n, "shape": tuple(shape), **newton_schulz_rate(params, reps)})
     table = markdown(rows, ns, rate)
     print(table)
-    print(f"\n{platform.node()} {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs, jax {jax.__version__}, optax {optax.__version__}, "
-          f"backend {jax.default_backend()}, load {os.getloadavg()[0]:.1f}")
+    print(f"\n{env}, load {load0[0]:.1f} at start, {os.getloadavg()[0]:.1f} at end")
     if args.out:
         Path(args.out).write_text(json.dumps({"rows": rows, "newton_schulz": ns,
-                                              "matmul_flop_per_s": rate}, indent=1))
+                                              "matmul_flop_per_s": rate, "env": env,
+                                              "load": [load0, os.getloadavg()]}, indent=1))
     return 0
 
 

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxsched import _checks, _hyper, _numerics
+from jaxsched import _checks, _flat, _hyper, _numerics
 from jaxsched._builder import (MaskOrFn, Transformation, Values, check_real_floats,
                                check_same_tree, describe, state_dtype, structure,
                                transformation)
@@ -99,8 +99,10 @@ def scale_by_factored_rms(factored: bool = True, decay_rate: Hyper = 0.8, step_o
       convention: "optax" or "pytorch".
 
     Raises:
-      ValueError: for an argument out of range, or (at update) an array
-        hyperparameter that is not a scalar.
+      ValueError: for an argument out of range, (at update) an array
+        hyperparameter that is not a scalar, or (at init) a `flat_params`
+        buffer holding an array that would be factored (its factored moments
+        are not those of a slice of a vector: keep such arrays in a tree).
 
     References: Shazeer & Stern, "Adafactor: Adaptive Learning Rates with
     Sublinear Memory Cost", 2018.
@@ -132,8 +134,24 @@ def scale_by_factored_rms(factored: bool = True, decay_rate: Hyper = 0.8, step_o
     def axes(p: Array) -> tuple[int, int] | None:
         return factored_axes(jnp.shape(p), factored, min_dim_size_to_factor, convention)
 
+    def refuse_factored_flat(params: PyTree) -> None:
+        """A flat buffer is one vector here: exact only if no array in it is factored."""
+        for top in jax.tree.leaves(params, is_leaf=_flat.is_flat):
+            if not isinstance(top, _flat.FlatParams):
+                continue
+            layout = top.layout
+            for path, shape, (b, _) in zip(layout.paths(), layout.shapes, layout.places):
+                if not layout.whole[b] and factored_axes(shape, factored, min_dim_size_to_factor,
+                                                         convention) is not None:
+                    raise ValueError(
+                        f"`{caller}` factors the second moment of the array of shape {shape} at "
+                        f"{path or 'the root'}, which a flat_params buffer holds as part of a "
+                        f"vector: keep the factored arrays out of flat_params (a tree), or pass "
+                        f"factored=False.")
+
     def init(params: PyTree) -> ScaleByFactoredRmsState:
         check_real_floats(caller, params, "the parameters")
+        refuse_factored_flat(params)
 
         def buffers(p):
             dtype = state_dtype(jnp.result_type(p))
@@ -234,8 +252,11 @@ class ScaleByParamBlockRmsState(NamedTuple):
     hyperparams: dict  # {"min_scale": float []}
 
 
-def _rms(x: Array) -> Array:
-    return jnp.sqrt(jnp.mean(jnp.square(x))) if x.size else jnp.zeros([], x.dtype)
+def _rms(hp: Values, x: Array) -> Array:
+    """The root mean square of x over the array (each original array's, on flat buffers)."""
+    if not x.size:
+        return jnp.zeros([], x.dtype)
+    return jnp.sqrt(hp.array_sum(jnp.square(x)) / hp.array_size(x))
 
 
 @with_groups(tree_arguments=())
@@ -258,8 +279,8 @@ def clip_by_block_rms(threshold: Hyper) -> Transformation:
     """
     _hyper.check("clip_by_block_rms", "threshold", threshold, lo=0, lo_open=True)
     return transformation("clip_by_block_rms", ClipByBlockRmsState, {"threshold": threshold},
-                          lambda hp, g: g / jnp.maximum(1, _rms(g) / hp.threshold),
-                          per_array=True)
+                          lambda hp, g: g / jnp.maximum(1, _rms(hp, g) / hp.threshold),
+                          per_array=True, segment_sums=True)
 
 
 @with_groups(tree_arguments=())
@@ -284,8 +305,8 @@ def scale_by_param_block_rms(min_scale: Hyper = 1e-3) -> Transformation:
     _hyper.check("scale_by_param_block_rms", "min_scale", min_scale, lo=0)
     return transformation("scale_by_param_block_rms", ScaleByParamBlockRmsState,
                           {"min_scale": min_scale},
-                          lambda hp, g, p: g * jnp.maximum(_rms(p), hp.min_scale),
-                          needs_params=True, per_array=True)
+                          lambda hp, g, p: g * jnp.maximum(_rms(hp, p), hp.min_scale),
+                          needs_params=True, per_array=True, segment_sums=True)
 
 
 # ---------------------------------------------------------------- the alias
@@ -360,7 +381,8 @@ def adafactor(learning_rate: Hyper | None = None, min_dim_size_to_factor: int | 
 
     Raises:
       ValueError: for an argument out of range, or `momentum` or
-        `weight_decay_mask` with `convention="pytorch"`.
+        `weight_decay_mask` with `convention="pytorch"`; at init, for
+        `flat_params` buffers holding an array that would be factored.
 
     References: Shazeer & Stern, "Adafactor: Adaptive Learning Rates with
     Sublinear Memory Cost", 2018.

@@ -97,6 +97,14 @@ class Values:
     def array_sum(self, x: Array) -> Array:
         return jnp.sum(x) if self._array_sum is None else self._array_sum(x)
 
+    def array_size(self, x: Array) -> Any:
+        """The number of elements of the array (of each original array on a flat buffer,
+        at each of its elements; 0 nowhere but in the gaps between arrays)."""
+        if self._array_sum is None:
+            return x.size
+        # A barrier, so that XLA does not constant-fold a segment sum over the whole buffer.
+        return self._array_sum(jax.lax.optimization_barrier(jnp.ones_like(x)))
+
     def segmented(self, array_sum: Callable[[Array], Array]) -> "Values":
         return Values(self.values, self.k, array_sum)
 
@@ -248,7 +256,10 @@ def transformation(owner: str, state: type, hypers: Mapping[str, Hyper],
                    prepare: Callable[[Values, PyTree], dict[str, Array]] | None = None,
                    measured: Mapping[str, Callable[[], Array]] | None = None,
                    mask: MaskOrFn = None, per_array: bool = False,
-                   segment_sums: bool = False) -> Transformation:
+                   segment_sums: bool = False,
+                   finish: Callable[[Values, Array], Array] | None = None,
+                   batch_as: Callable[[tuple], Optional[tuple]] | None = None
+                   ) -> Transformation:
     """Lift the per-array `step` to a transformation whose state is `state`.
 
     Args:
@@ -274,6 +285,19 @@ def transformation(owner: str, state: type, hypers: Mapping[str, Hyper],
         buffers it then runs on whole buffers, `hp.array_sum` giving each
         array's sum at each of its elements (segment sums: much faster than
         one view per array).
+      finish: `finish(hp, x) -> u`, a per-array formula applied to the
+        update `step` returns; `step` must then be elementwise (it runs on
+        whole flat buffers), and `finish` runs on each array (each original
+        array's view on a flat buffer, in its shape). Muon: `step` is the
+        momentum, `finish` the orthogonalization.
+      batch_as: (with finish) `shape -> shape or None`: `finish` on an array
+        gives the same result as on the array reshaped to `batch_as(its
+        shape)` (then reshaped back). The arrays with the same such shape are
+        stacked and run through one `jax.vmap(finish)`, so that the program's
+        size grows with the number of distinct shapes, not of arrays. None:
+        the array runs alone (so does every array when a hyperparameter
+        value is not a scalar). Stacking copies the group's inputs once; the
+        results are sliced back (one small copy per array).
     """
     name, owner = owner, _checks.caller(owner)
     buffers = dict(buffers or {})
@@ -300,6 +324,41 @@ def transformation(owner: str, state: type, hypers: Mapping[str, Hyper],
 
         outs = _flat.map_arrays(layout, b, one, args, [None] + list(args[n_in:]))
         return tuple(outs) if buffers else outs[0]
+
+    def run_finish(hp: Values, jobs: list) -> list:
+        """`finish` on each array of every (x, place) job, equal `batch_as` shapes stacked."""
+        assert finish is not None
+        tail = finish
+        units: list = []  # per array: its view of x
+        spans: list = []  # per job: (first unit, number of units)
+        for x, place in jobs:
+            whole = place is None or place[0].whole[place[1]]
+            arrays = [x] if whole else _flat.array_views(place[0], place[1], x)
+            spans.append((len(units), len(arrays)))
+            units.extend(arrays)
+        by_shape: dict = {}
+        scalars = all(jnp.ndim(v) == 0 for v in hp.values.values())
+        for u, view in enumerate(units):
+            key = None if batch_as is None or not scalars else batch_as(tuple(view.shape))
+            by_shape.setdefault(None if key is None else (tuple(key), str(view.dtype)),
+                                []).append(u)
+        results: list = [None] * len(units)
+        for key, members in by_shape.items():
+            if key is None or len(members) == 1:
+                for u in members:
+                    results[u] = tail(hp, units[u])
+                continue
+            stacked = jnp.stack([units[u].reshape(key[0]) for u in members])
+            out = jax.vmap(lambda v: tail(hp, v))(stacked)
+            for n, u in enumerate(members):
+                results[u] = out[n].reshape(units[u].shape)
+        done = []
+        for (x, place), (first, count) in zip(jobs, spans):
+            mine = results[first:first + count]
+            whole = place is None or place[0].whole[place[1]]
+            done.append(mine[0] if whole else
+                        _flat.assemble(place[0], place[1], mine, None, x.dtype))
+        return done
 
     def keep_flags(params: PyTree) -> list:
         if mask is None:
@@ -330,6 +389,21 @@ def transformation(owner: str, state: type, hypers: Mapping[str, Hyper],
         param_leaves = treedef.flatten_up_to(params) if needs_params else None
         keep = keep_flags(params if needs_params else updates)
         places = _flat.buffer_places(updates) if per_array else [None] * len(leaves)
+        jobs: dict = {}
+        for i, g in enumerate(leaves):
+            if keep[i]:
+                args = [_compute(g)]
+                if param_leaves is not None:
+                    args.append(_compute(param_leaves[i]))
+                args.extend(_compute(b[i]) for b in buffer_leaves)
+                jobs[i] = (args, places[i])
+        if finish is None:
+            results = {i: run_step(hp, args, place) for i, (args, place) in jobs.items()}
+        else:  # `step` is elementwise: it runs on whole buffers, `finish` per array
+            results = {i: step(hp, *args) for i, (args, _) in jobs.items()}
+            firsts = [(r[0] if buffers else r, jobs[i][1]) for i, r in results.items()]
+            for i, u in zip(list(results), run_finish(hp, firsts)):
+                results[i] = (u, *results[i][1:]) if buffers else u
         out_u: list = []
         out_b: list[list] = [[] for _ in buffers]
         for i, g in enumerate(leaves):
@@ -339,11 +413,7 @@ def transformation(owner: str, state: type, hypers: Mapping[str, Hyper],
                 for j, old in enumerate(olds):
                     out_b[j].append(old)
                 continue
-            args = [_compute(g)]
-            if param_leaves is not None:
-                args.append(_compute(param_leaves[i]))
-            args.extend(_compute(b) for b in olds)
-            result = run_step(hp, args, places[i])
+            result = results[i]
             u, news = (result[0], result[1:]) if buffers else (result, ())
             out_u.append(u.astype(jnp.result_type(g)))
             for j, (old, new) in enumerate(zip(olds, news)):
@@ -355,7 +425,8 @@ def transformation(owner: str, state: type, hypers: Mapping[str, Hyper],
     def with_mask(new_mask: Any) -> Transformation:
         return transformation(name, state, hypers, step, buffers=buffers,
                               needs_params=needs_params, prepare=prepare, measured=measured,
-                              mask=new_mask, per_array=per_array, segment_sums=segment_sums)
+                              mask=new_mask, per_array=per_array, segment_sums=segment_sums,
+                              finish=finish, batch_as=batch_as)
 
     return describe(optax.GradientTransformationExtraArgs(init, update), per_array=per_array,
                     name=name, needs_params=needs_params, mask=mask, with_mask=with_mask,

@@ -98,8 +98,10 @@ class Layout:
         pattern of a run is one reduction over a static 2-D view of the
         buffer and the sums come back by broadcasting (no scatter, no
         gather). Otherwise, with arrays aligned to >= 8 elements
-        (`flat_params(align=...)`), the sums are block sums of a reshape plus
-        a segment sum over the blocks; else a segment sum over the elements.
+        (`flat_params(align=...)`), or all starting and ending at multiples
+        of one block of >= 8 elements, the sums are block sums of a reshape
+        plus a segment sum over the blocks; else a segment sum over the
+        elements.
         """
         if self.whole[b]:
             return lambda x: jnp.sum(x)
@@ -216,6 +218,9 @@ def _segment_sum_fn(segments: tuple, length: int, align: int) -> Callable:
 def _block_sum_fn(segments: tuple, length: int, align: int) -> Callable:
     n = len(segments)
     block = align if align >= 8 else 1
+    if block == 1:  # arrays that all start and end at multiples of one size: its blocks
+        common = math.gcd(length, *(o for o, _, _ in segments), *(o + s for o, s, _ in segments))
+        block = common if common >= 8 else 1
     blocks = length // block
     ids = np.full(blocks, n, np.int32)  # gaps and padding: segment n (dropped)
     valid = np.zeros(blocks, np.int32)  # elements of the block that belong to an array
@@ -246,6 +251,39 @@ def _block_sum_fn(segments: tuple, length: int, align: int) -> Callable:
     return fn
 
 
+def array_views(layout: Layout, b: int, buffer: jax.Array) -> list:
+    """The view of every array of buffer `b` in `buffer`, in its shape, by offset."""
+    if layout.whole[b]:
+        return [buffer]
+    return [jax.lax.slice_in_dim(buffer, offset, offset + size).reshape(shape)
+            for offset, size, shape in layout.segments(b)]
+
+
+def assemble(layout: Layout, b: int, results: list, gap_values: Optional[jax.Array],
+             dtype: Any) -> jax.Array:
+    """Buffer `b` from one result per array (by offset, as `array_views` gives them).
+
+    The gaps and padding take the matching elements of `gap_values` (zeros if None).
+    """
+    if layout.whole[b]:
+        return results[0]
+    parts: list = []
+    position = 0
+
+    def gap(start: int, stop: int) -> None:
+        parts.append(jnp.zeros((stop - start,), dtype) if gap_values is None
+                     else gap_values[start:stop])
+
+    for (offset, size, _), result in zip(layout.segments(b), results):
+        if offset > position:
+            gap(position, offset)
+        parts.append(jnp.ravel(result))
+        position = offset + size
+    if layout.padded[b] > position:
+        gap(position, layout.padded[b])
+    return parts[0] if len(parts) == 1 else jnp.concatenate(parts)
+
+
 def map_arrays(layout: Layout, b: int, fn: Callable[..., tuple], args: list,
                gap_values: list) -> list:
     """Run `fn` on the view of every array of buffer `b` in each of `args`.
@@ -256,24 +294,11 @@ def map_arrays(layout: Layout, b: int, fn: Callable[..., tuple], args: list,
     """
     if layout.whole[b]:
         return list(fn(*args))
-    outs: list[list] = [[] for _ in gap_values]
-    position = 0
-
-    def gap(start: int, stop: int) -> None:
-        for j, values in enumerate(gap_values):
-            outs[j].append(jnp.zeros((stop - start,), args[0].dtype) if values is None
-                           else values[start:stop])
-
-    for offset, size, shape in layout.segments(b):
-        if offset > position:
-            gap(position, offset)
-        views = [jax.lax.slice_in_dim(a, offset, offset + size).reshape(shape) for a in args]
-        for j, result in enumerate(fn(*views)):
-            outs[j].append(jnp.ravel(result))
-        position = offset + size
-    if layout.padded[b] > position:
-        gap(position, layout.padded[b])
-    return [parts[0] if len(parts) == 1 else jnp.concatenate(parts) for parts in outs]
+    views = zip(*(array_views(layout, b, a) for a in args))
+    results = list(zip(*(tuple(fn(*v)) for v in views)))
+    if not results:  # a buffer of padding only
+        results = [() for _ in gap_values]
+    return [assemble(layout, b, list(r), g, args[0].dtype) for r, g in zip(results, gap_values)]
 
 
 def _views(layout: Layout, buffers: tuple) -> list:
@@ -402,8 +427,9 @@ def buffer_places(tree: PyTree) -> list:
     """For every leaf of `tree`: (layout, buffer index) if it is a FlatParams buffer, else None."""
     places: list = []
     for top in jax.tree.leaves(tree, is_leaf=is_flat):
-        if isinstance(top, FlatParams):
-            places.extend((top.layout, b) for b in range(len(top.buffers)))
+        if isinstance(top, FlatParams):  # a buffer masked out by `optax.masked` has no leaf
+            places.extend((top.layout, b) for b, buffer in enumerate(top.buffers)
+                          for _ in jax.tree.leaves(buffer))
         else:
             places.append(None)
     return places

@@ -18,6 +18,7 @@ import optax
 
 from jaxsched import _checks, _hyper
 from jaxsched._builder import Buffer, MaskOrFn, Transformation, describe, transformation
+from jaxsched._flat import FlatParams, skeleton
 from jaxsched._hyper import Hyper, carries
 from jaxsched._numerics import float_dtype
 from jaxsched._transforms import add_decayed_weights, chain, scale_by_adam, scale_by_learning_rate
@@ -40,6 +41,23 @@ def as_matrix(shape: tuple, reshape: str = "first") -> tuple[int, int]:
     if reshape == "first":
         return int(shape[0]), int(np.prod(shape[1:], dtype=np.int64))
     return int(np.prod(shape[:-1], dtype=np.int64)), int(shape[-1])
+
+
+def _pairwise_sum(x: Array) -> Array:
+    """The sum of every element of `x`, added pairwise in a fixed order.
+
+    Elementwise additions only, so the result is bitwise the same for one
+    matrix and for each matrix of a stack under `jax.vmap` (XLA's `reduce`
+    orders its additions by the shape it is given, so `jnp.sum` is not).
+    """
+    v = x.reshape(-1)
+    size = 1 << max(0, (v.shape[0] - 1).bit_length())
+    if size > v.shape[0]:
+        v = jnp.concatenate([v, jnp.zeros((size - v.shape[0],), v.dtype)])
+    while v.shape[0] > 1:
+        half = v.shape[0] // 2
+        v = v[:half] + v[half:]
+    return v.reshape(())
 
 
 def orthogonalize(x: Array, ns_coeffs: tuple = NS_COEFFS, ns_steps: int = NS_STEPS,
@@ -82,7 +100,7 @@ def orthogonalize(x: Array, ns_coeffs: tuple = NS_COEFFS, ns_steps: int = NS_STE
     tall = work.shape[0] > work.shape[1]
     if tall:
         work = work.T
-    norm = jnp.sqrt(jnp.sum(jnp.square(work.astype(float_dtype()))))
+    norm = jnp.sqrt(_pairwise_sum(jnp.square(work.astype(float_dtype()))))
     work = work / jnp.maximum(norm, eps).astype(work.dtype)
     a, b, c = (jnp.asarray(v, work.dtype) for v in (a, b, c))
     for _ in range(ns_steps):
@@ -137,7 +155,13 @@ def scale_by_muon(ns_coeffs: Any = NS_COEFFS, ns_steps: int = NS_STEPS, beta: Hy
     (out, in, kh, kw) convolutions) or (d0*...*dn-1, dn) (`"last"`: flax's
     (kh, kw, in, out)), orthogonalized and reshaped back; A, B are that
     matrix's dimensions (PyTorch uses the first two dimensions of the
-    parameter). Reduces over each array (`per_array`).
+    parameter). Reduces over each array (`per_array`; on `flat_params`
+    buffers, over each original array). Matrices of the same (reshaped)
+    shape are stacked and orthogonalized together under `jax.vmap`, so the
+    compiled program grows with the number of distinct shapes, not of
+    matrices (the stack is a copy of those momenta, and the result is
+    sliced back: transient arrays of their size while the update runs); the
+    numbers are those of each matrix alone.
 
     Args:
       ns_coeffs: Newton-Schulz coefficients (a, b, c), each a number, scalar
@@ -180,26 +204,30 @@ def scale_by_muon(ns_coeffs: Any = NS_COEFFS, ns_steps: int = NS_STEPS, beta: Hy
     steps = int(ns_steps)
     caller = _checks.caller(owner)
 
-    def step(hp, g, m):
-        if g.ndim < 2:
-            raise ValueError(f"`{caller}` orthogonalizes matrices (arrays of rank >= 2), got an "
-                             f"array of shape {g.shape}; leave vectors to another "
-                             f"optimizer (`muon` gives them AdamW).")
+    def step(hp, g, m):  # elementwise: runs on whole flat buffers
         m = hp.beta * m + (1 - hp.beta) * g
-        x = hp.beta * m + (1 - hp.beta) * g if nesterov else m
-        rows, cols = as_matrix(g.shape, reshape)
+        return (hp.beta * m + (1 - hp.beta) * g if nesterov else m), m
+
+    def finish(hp, x):  # per matrix; the same for x reshaped to as_matrix(x.shape)
+        if x.ndim < 2:
+            raise ValueError(f"`{caller}` orthogonalizes matrices (arrays of rank >= 2), got an "
+                             f"array of shape {x.shape}; leave vectors to another "
+                             f"optimizer (`muon` gives them AdamW).")
+        rows, cols = as_matrix(x.shape, reshape)
         o = orthogonalize(x.reshape(rows, cols), (hp.ns_a, hp.ns_b, hp.ns_c), steps, hp.eps,
                           dtype=ns_dtype)
         if adjust_lr_fn == "original":
             factor = math.sqrt(max(1.0, rows / cols))
         else:
             factor = 0.2 * math.sqrt(max(rows, cols))
-        return o.reshape(g.shape) * factor, m
+        return o.reshape(x.shape) * factor
 
     return transformation(owner, ScaleByMuonState,
                           {"beta": beta, "eps": eps, "ns_a": coeffs[0], "ns_b": coeffs[1],
                            "ns_c": coeffs[2]}, step,
-                          buffers={"mu": Buffer(dtype=mu_dtype)}, per_array=True)
+                          buffers={"mu": Buffer(dtype=mu_dtype)}, per_array=True,
+                          finish=finish, batch_as=lambda shape: (as_matrix(shape, reshape) if len(shape) >= 2
+                                                  else None))
 
 
 # ---------------------------------------------------------------- the alias
@@ -240,12 +268,23 @@ def _prefixed(tx: Transformation, prefix: str) -> Transformation:
 def _muon_leaves(muon_mask: MaskOrFn) -> Callable[[PyTree], PyTree]:
     """The function of the params that says which leaves get Muon, checking its answer."""
 
+    def matrices(tree):
+        return jax.tree.map(lambda p: jnp.ndim(p) >= 2, tree)
+
     def select(params):
-        if muon_mask is None:
-            chosen = jax.tree.map(lambda p: jnp.ndim(p) >= 2, params)
-        else:
-            from jaxsched._builder import resolve_mask
-            chosen = resolve_mask("muon", muon_mask, params)
+        from jaxsched._builder import resolve_mask
+        if isinstance(params, FlatParams) and not isinstance(muon_mask, FlatParams):
+            # the arrays are those of the original tree
+            arrays = skeleton(params.layout)
+            wanted = matrices(arrays) if muon_mask is None else muon_mask
+            check(resolve_mask("muon", wanted, arrays), arrays)
+            return resolve_mask("muon", wanted, params)
+        chosen = matrices(params) if muon_mask is None else resolve_mask("muon", muon_mask,
+                                                                         params)
+        check(chosen, params)
+        return chosen
+
+    def check(chosen, params):
         flags = jax.tree_util.tree_flatten_with_path(chosen)[0]
         leaves = jax.tree.leaves(params)
         for (path, flag), p in zip(flags, leaves):
@@ -256,7 +295,6 @@ def _muon_leaves(muon_mask: MaskOrFn) -> Callable[[PyTree], PyTree]:
         if leaves and not any(bool(f) for _, f in flags):
             raise ValueError("`muon`: the parameters have no matrix for Muon (no array of "
                              "rank >= 2 selected); use `adamw` for them, or pass `muon_mask`.")
-        return chosen
 
     return select
 
@@ -286,6 +324,10 @@ def muon(learning_rate: Hyper, ns_coeffs: Any = NS_COEFFS, ns_steps: int = NS_ST
     rank > 2 are reshaped per `reshape`. Exclude embeddings and output
     layers with `muon_mask`, as PyTorch's documentation advises. A tree
     with no array for Muon is an error (use `adamw`), not a silent AdamW.
+    On `flat_params` the mask speaks of the original arrays, which must be
+    grouped so that each buffer holds only Muon's or only AdamW's arrays
+    (`js.flat_params(tree, group=lambda t: jax.tree.map(lambda x: x.ndim >= 2, t))`);
+    each matrix is then orthogonalized on its own, as in the tree.
 
     Positional order as optax's `contrib.muon`; the defaults are PyTorch's
     (optax: eps 1e-8, weight decay 0, bias-corrected momentum, AdamW decay 0).

@@ -21,7 +21,7 @@ import optax
 import pytest
 
 import jaxsched as js
-from training import trajectory
+from training import train_random, trajectory
 
 STEPS = 200
 SHAPES = {"w": (6, 5), "b": (5,), "k": (4, 5, 6), "s": ()}
@@ -335,3 +335,56 @@ def test_scale_by_muon_refuses_a_vector():
     tx = js.scale_by_muon()
     with pytest.raises(ValueError, match=r"`scale_by_muon` orthogonalizes matrices"):
         tx.update(jnp.ones(3), tx.init(jnp.ones(3)))
+
+
+def test_adafactor_on_flat_params_refuses_factored_arrays_and_is_exact_otherwise():
+    """A flat buffer is one vector to the factored moments: a factored array in it is refused
+    (its row and column moments would be those of the buffer, not of the array)."""
+    p = params_like()
+    with pytest.raises(ValueError, match=r"`adafactor` factors the second moment of the array "
+                                         r"of shape \(4, 5, 6\) at \['k'\]"):
+        js.adafactor(0.01, min_dim_size_to_factor=4).init(js.flat_params(p))
+    # Nothing factored (every dim < 128, optax's default): the flat run is the tree's.
+    g = random_grads(3)
+    plain = p
+    flat = js.flat_params(p)
+    opt = js.adafactor(0.01, momentum=0.9)
+    s_tree, s_flat = opt.init(plain), opt.init(flat)
+    for i in range(3):
+        gi = {k: jnp.asarray(v[i]) for k, v in g.items()}
+        u, s_tree = opt.update(gi, s_tree, plain)
+        plain = optax.apply_updates(plain, u)
+        uf, s_flat = opt.update(js.flat_params(gi), s_flat, flat)
+        flat = optax.apply_updates(flat, uf)
+    for k in p:
+        np.testing.assert_allclose(np.asarray(flat.unflatten()[k]), np.asarray(plain[k]),
+                                   rtol=1e-6, atol=1e-7, err_msg=k)
+
+
+@pytest.mark.parametrize("name", ["lamb", "lars"])
+def test_trust_ratios_on_flat_params_are_each_arrays(name):
+    """On flat buffers the trust ratios are segment sums over each original array (no view
+    per array): the run equals the tree's, with alignment gaps and padding in the buffers."""
+    mixed = {**params_like(), "many": [jnp.linspace(-1.0, 1.0, i + 2) * (i + 1) for i in range(9)],
+             "zero": jnp.zeros((3, 2))}  # a zero norm: ratio 1
+    # Equal sizes: every array starts at a multiple of 12, so the sums are block sums.
+    equal = {f"m{i}": jnp.linspace(-1.0, 1.0, 12).reshape(3, 4) * (i + 1) for i in range(5)}
+    for p in (mixed, equal):
+        _trust_ratio_flat_equals_tree(name, p)
+
+
+def _trust_ratio_flat_equals_tree(name, p):
+    make = {"lamb": lambda: js.lamb(0.05, weight_decay=0.1),
+            "lars": lambda: js.lars(0.5, weight_decay=0.1, trust_coefficient=0.5)}[name]
+    plain = train_random(make(), p, 5)[0]
+    for align, multiple_of in ((1, 1), (16, 8)):
+        flat = js.flat_params(p, align=align, multiple_of=multiple_of)
+        got = train_random(make(), flat, 5)[0].unflatten()
+        for (path, x), y in zip(jax.tree_util.tree_flatten_with_path(got)[0],
+                                jax.tree.leaves(plain)):
+            y = np.asarray(y, np.float64)
+            np.testing.assert_allclose(np.asarray(x, np.float64), y, rtol=1e-6,
+                                       atol=1e-6 * max(1.0, np.abs(y).max()),
+                                       err_msg=jax.tree_util.keystr(path))
+    first = sorted(p)[-1]
+    assert np.abs(np.asarray(plain[first]) - np.asarray(p[first])).max() > 1e-3
