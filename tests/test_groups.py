@@ -322,7 +322,7 @@ def test_bad_groups_raise_at_construction():
     with pytest.raises(ValueError, match=re.escape(
             "`adam(groups=...)`: group 'head' overrides weight_decay, which adam does not "
             "take; adam accepts learning_rate, b1, b2, eps, eps_root, mu_dtype, nu_dtype, "
-            "nesterov.")):
+            "nesterov, amsgrad.")):
         js.adam(0.1, groups={"head": js.group("head", weight_decay=0.1)})
     with pytest.raises(ValueError, match=re.escape(
             "`adamw(groups={'head': group(b1=...)})` must be < 1, got 1.5.")):
