@@ -8,6 +8,7 @@ range over seeds of the final validation loss, so the table says what is noise.
 A seed changes both the initial weights and the batch sequence.
 
     python benchmarks/schedule_study.py --seeds 0,1,2 --steps 300 --out study
+    python benchmarks/schedule_study.py --sf-lr 2e-3,1e-2 --more-lr 1e-2 --out study
 
 Writes ``<out>/study.json`` (every run's final losses) and a markdown table.
 """
@@ -46,6 +47,10 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--warmup-steps", type=int, default=15)
     p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate of every row")
+    p.add_argument("--more-lr", default="",
+                   help="more AdamW peak learning rates, comma-separated, each for the "
+                   "--more-schedules (rows named with their lr)")
+    p.add_argument("--more-schedules", default="constant,warmup_stable_decay")
     p.add_argument("--sf-lr", default="2e-3",
                    help="schedule-free learning rates, comma-separated (one row each; the "
                    "reference package's default is 2.5e-3)")
@@ -61,6 +66,12 @@ def main(argv=None) -> int:
                      "--sweep-schedules", args.schedules], out / f"seed{seed}" / "adamw")
         for name, r in sweep.items():
             rows.setdefault(f"adamw + {name}", {})[seed] = r
+        for lr in [x for x in args.more_lr.split(",") if x]:
+            sweep = run([*common, "--seed", str(seed), "--lr", lr,
+                         "--sweep-schedules", args.more_schedules],
+                        out / f"seed{seed}" / f"adamw_{lr}")
+            for name, r in sweep.items():
+                rows.setdefault(f"adamw + {name} (lr {lr})", {})[seed] = r
         for lr in args.sf_lr.split(","):
             sweep = run([*common, "--seed", str(seed), "--lr", lr, "--optimizer",
                          "schedule_free_adamw", "--sweep-schedules", "constant"],
