@@ -338,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
             for side in ("jaxsched", "optax"):
                 if t[f"{side}_compile_s"] is not None:
                     previous[(name, side)] = (n, t[f"{side}_compile_s"])
-            row = {"optimizer": name, "arrays": n, "params": total, "align": align, **t}
+            row = {"optimizer": name, "arrays": n, "params": total, **t}
             reasons = [f"{side} {w}" for side, w in why.items() if w]
             if reasons:
                 row["skipped"] = "; ".join(reasons)

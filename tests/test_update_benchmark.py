@@ -33,3 +33,24 @@ def test_update_benchmark_rejects_bad_flags(tmp_path):
                           timeout=120)
     assert proc.returncode != 0
     assert "--arrays" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_quick_optimizer_benchmarks_run(tmp_path):
+    """benchmarks/optimizers.py (both modes) and optimizers_elementwise.py run end to end."""
+    root = pathlib.Path(__file__).resolve().parents[1]
+    runs = [["benchmarks/optimizers.py", "--quick", "--only", "lion,lamb",
+             "--out", str(tmp_path / "per_array.json")],
+            ["benchmarks/optimizers.py", "--quick", "--flat", "--only", "lion,lamb",
+             "--out", str(tmp_path / "flat.json")],
+            ["benchmarks/optimizers_elementwise.py", "--arrays", "1,3", "--params", "300",
+             "--reps", "2", "--only", "nadam,prodigy"]]
+    for args in runs:
+        proc = subprocess.run([sys.executable, *args], cwd=root, capture_output=True, text=True,
+                              timeout=600, env={**__import__("os").environ,
+                                                "PYTHONPATH": str(root)})
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads((tmp_path / "per_array.json").read_text())["rows"]
+    assert {r["optimizer"] for r in rows} == {"lion", "lamb"}
+    assert all(r["jaxsched"] > 0 and r["optax"] > 0 for r in rows)
+    flat = json.loads((tmp_path / "flat.json").read_text())["flat_rows"]
+    assert {r["optimizer"] for r in flat} == {"lion", "lamb"}
