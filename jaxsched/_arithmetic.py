@@ -8,7 +8,9 @@ round-trips through a config and compares equal to an equal expression.
 
 from __future__ import annotations
 
+import functools
 import numbers
+import operator
 from typing import Any
 
 import jax
@@ -83,10 +85,7 @@ class Product(Schedule):
         object.__setattr__(self, "factors", _terms(self.name, "factors", self.factors))
 
     def _at(self, t):
-        out = _value(self.factors[0], t)
-        for f in self.factors[1:]:
-            out = out * _value(f, t)
-        return jnp.broadcast_to(out, t.shape)
+        return _fold(operator.mul, self.factors, t)
 
 
 @schedule_class("add")
@@ -116,10 +115,12 @@ class Add(Schedule):
         object.__setattr__(self, "terms", _terms(self.name, "terms", self.terms))
 
     def _at(self, t):
-        out = _value(self.terms[0], t)
-        for f in self.terms[1:]:
-            out = out + _value(f, t)
-        return jnp.broadcast_to(out, t.shape)
+        return _fold(operator.add, self.terms, t)
+
+
+def _fold(op: Any, parts: tuple, t: Any) -> Any:
+    """`op` over the parts' values at `t`, left to right, in `t`'s shape."""
+    return jnp.broadcast_to(functools.reduce(op, (_value(p, t) for p in parts)), t.shape)
 
 
 def _flat(cls: type, field: str, a: Any, b: Any) -> tuple:

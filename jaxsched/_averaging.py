@@ -325,22 +325,7 @@ def averaged_params(opt_state: Any, which: Optional[str] = None) -> PyTree:
     """
     if which is not None:
         _checks.choice("averaged_params", "which", which, ("ema_params", "swa"))
-    found: list[Any] = []
-
-    def visit(x: Any) -> None:
-        if isinstance(x, _AVERAGES):
-            found.append(x)
-        elif isinstance(x, tuple):
-            for child in x:
-                visit(child)
-        elif isinstance(x, list):
-            for child in x:
-                visit(child)
-        elif isinstance(x, dict):
-            for child in x.values():
-                visit(child)
-
-    visit(opt_state)
+    found = _hyper.find_states(opt_state, _AVERAGES)
     if which is not None:
         found = [s for s in found if isinstance(s, EmaParamsState if which == "ema_params"
                                                 else SwaState)]

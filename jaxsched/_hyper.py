@@ -132,6 +132,25 @@ def _collect(opt_state: Any, measured: bool) -> list[tuple[str, str, str, Any]]:
     return found
 
 
+def find_states(opt_state: Any, classes: type | tuple[type, ...]) -> list:
+    """The parts of an optimizer state that are instances of `classes`, depth first
+    (through tuples, NamedTuples, lists and dict values; not inside a match)."""
+    found: list = []
+
+    def visit(x: Any) -> None:
+        if isinstance(x, classes):
+            found.append(x)
+        elif isinstance(x, (list, tuple)):
+            for child in x:
+                visit(child)
+        elif isinstance(x, dict):
+            for child in x.values():
+                visit(child)
+
+    visit(opt_state)
+    return found
+
+
 def _keyed(found: list[tuple[str, str, str, Any]]) -> dict[str, Any]:
     """Bare names where unique, `owner/name` where shared, numbered if still shared;
     a parameter group's values prefixed by `<group>/`."""

@@ -114,21 +114,8 @@ _DERIVED = ((ClipByGlobalNormState, "clipped_global_norm", _clipped_norm),)
 
 
 def _derived(opt_state: Any) -> list[tuple[str, str, str, Any]]:
-    found: list[tuple[str, str, str, Any]] = []
-
-    def visit(x: Any) -> None:
-        for cls, key, fn in _DERIVED:
-            if isinstance(x, cls):
-                found.append(("", _hyper._CARRIERS[cls].owner, key, fn(x)))
-        if isinstance(x, (tuple, list)):
-            for child in x:
-                visit(child)
-        elif isinstance(x, dict):
-            for child in x.values():
-                visit(child)
-
-    visit(opt_state)
-    return found
+    return [("", _hyper._CARRIERS[cls].owner, key, fn(x)) for cls, key, fn in _DERIVED
+            for x in _hyper.find_states(opt_state, cls)]
 
 
 def log_values(opt_state: Any) -> dict[str, Array]:

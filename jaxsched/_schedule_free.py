@@ -253,22 +253,6 @@ def schedule_free_adamw(learning_rate: Hyper = 0.0025, warmup_steps: int = 0, b1
             state_dtype=state_dtype))
 
 
-def _find(state: Any) -> ScheduleFreeState | None:
-    if isinstance(state, ScheduleFreeState):
-        return state
-    if isinstance(state, (list, tuple)):
-        for s in state:
-            found = _find(s)
-            if found is not None:
-                return found
-    if isinstance(state, dict):
-        for s in state.values():
-            found = _find(s)
-            if found is not None:
-                return found
-    return None
-
-
 def schedule_free_eval_params(state: Any, params: PyTree) -> PyTree:
     """The evaluation parameters x of a schedule-free optimizer: x = y + (1 - 1/b1) * (z - y).
 
@@ -291,7 +275,7 @@ def schedule_free_eval_params(state: Any, params: PyTree) -> PyTree:
         >>> p.tolist(), js.schedule_free_eval_params(s, p).tolist()
         ([-1.0], [-1.0])
     """
-    sf = _find(state)
+    sf = next(iter(_hyper.find_states(state, ScheduleFreeState)), None)
     if sf is None:
         raise ValueError("`schedule_free_eval_params(state=...)` must hold a ScheduleFreeState "
                          "(the state of schedule_free_sgd, schedule_free_adamw or "
