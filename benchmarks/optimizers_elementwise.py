@@ -28,14 +28,17 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import time
+import pathlib
+import sys
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 import jaxsched as js
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import optimizers as optimizers_benchmark  # benchmarks/optimizers.py
 
 
 def make_tree(num_arrays: int, num_params: int) -> dict:
@@ -59,35 +62,12 @@ def pairs() -> dict:
     }
 
 
-def stepper(tx):
-    def step(params, state, grads):
-        u, state = tx.update(grads, state, params)
-        return optax.apply_updates(params, u), state
-
-    return jax.jit(step, donate_argnums=(0, 1))
-
-
 def time_pair(txs, tree, reps: int) -> list[float]:
+    """Median seconds per call of (jaxsched, optax), alternating every repetition."""
     grads = jax.tree.map(lambda x: jnp.full_like(x, 0.01), tree)
-    runs = []
-    for tx in txs:
-        params = jax.tree.map(jnp.copy, tree)
-        # A copy: optax's prodigy keeps the initial parameters in its state as
-        # the very same buffers, which a donating step cannot take twice.
-        state = jax.tree.map(jnp.copy, tx.init(params))
-        step = stepper(tx)
-        params, state = step(params, state, grads)  # compile
-        jax.block_until_ready(params)
-        runs.append([step, params, state, []])
-    for _ in range(reps):
-        for run in runs:
-            step, params, state, times = run
-            t0 = time.perf_counter()
-            params, state = step(params, state, grads)
-            jax.block_until_ready(params)
-            times.append(time.perf_counter() - t0)
-            run[1], run[2] = params, state
-    return [float(np.median(run[3])) for run in runs]
+    t = optimizers_benchmark.time_sides(
+        {"jaxsched": (txs[0], tree, grads), "optax": (txs[1], tree, grads)}, reps)
+    return [t["jaxsched"]["seconds"], t["optax"]["seconds"]]
 
 
 def main(argv=None) -> int:

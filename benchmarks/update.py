@@ -65,7 +65,7 @@ import optax
 import jaxsched as js
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import groups as groups_benchmark  # noqa: E402  (benchmarks/groups.py)
+import groups as groups_benchmark  # benchmarks/groups.py
 
 BYTES_PER_PARAM = 8 * 4
 
