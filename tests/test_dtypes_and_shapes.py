@@ -19,6 +19,7 @@ import ml_dtypes
 import numpy as np
 import optax
 import pytest
+from training import scanned
 
 import jaxsched as js
 
@@ -48,16 +49,7 @@ def test_adam_in_low_precision_follows_float64_reference_over_1200_steps(dtype, 
     grads = (rng.normal(size=(steps, 256)) * scale).astype(np_dtype)
     p0 = np.zeros(256, np_dtype)
     opt = js.adam(lr, b1, b2, eps)
-
-    @jax.jit
-    def run(p, grads):
-        def body(carry, g):
-            p, s = carry
-            u, s = opt.update(g, s, p)
-            return (optax.apply_updates(p, u), s), u
-        return jax.lax.scan(body, (p, opt.init(p)), grads)
-
-    (p, state), updates = run(jnp.asarray(p0), jnp.asarray(grads))
+    p, state, _, updates = scanned(opt, jnp.asarray(p0), jnp.asarray(grads))
     assert state[0].nu.dtype == jnp.float32 and state[0].mu.dtype == jnp.float32
     want_u, want_p = _adam_reference(grads, p0, lr, b1, b2, eps, np_dtype)
     got_u = np.asarray(updates, np.float64)

@@ -18,7 +18,7 @@ import optax
 import pytest
 
 import jaxsched as js
-from training import assert_trees_close
+from training import assert_trees_close, scanned
 
 STEPS = 8
 
@@ -45,17 +45,7 @@ def groups():
 
 def run(tx, params, grads):
     """Every update of a jitted scan (one compile), and the final state."""
-
-    @jax.jit
-    def go(params, grads):
-        def body(carry, g):
-            p, s = carry
-            u, s = tx.update(g, s, p)
-            return (optax.apply_updates(p, u), s), u
-
-        return jax.lax.scan(body, (params, tx.init(params)), grads)
-
-    (_, state), us = go(params, grads)
+    _, state, _, us = scanned(tx, params, grads)
     return us, state
 
 

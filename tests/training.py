@@ -13,8 +13,9 @@ import numpy as np
 import optax
 
 
-def trajectory(tx, params, grads):
-    """Parameters after each of the scanned updates, and the final state (one jit, one compile)."""
+def scanned(tx, params, grads):
+    """The scanned updates of `tx` over `grads` (one jit, one compile): the final
+    parameters and state, the parameters after each update and each update."""
 
     @jax.jit
     def go(params, grads):
@@ -22,11 +23,17 @@ def trajectory(tx, params, grads):
             p, s = carry
             u, s = tx.update(g, s, p)
             p = optax.apply_updates(p, u)
-            return (p, s), p
+            return (p, s), (p, u)
 
         return jax.lax.scan(body, (params, tx.init(params)), grads)
 
-    (_, state), ps = go(params, jax.tree.map(jnp.asarray, grads))
+    (p, state), (ps, us) = go(params, jax.tree.map(jnp.asarray, grads))
+    return p, state, ps, us
+
+
+def trajectory(tx, params, grads):
+    """Parameters after each of the scanned updates, and the final state."""
+    _, state, ps, _ = scanned(tx, params, grads)
     return ps, state
 
 
