@@ -21,7 +21,11 @@ Two times are reported for each:
 - in program: the update repeated inside one compiled `lax.fori_loop`, which is
   what XLA itself spends.
 
-Two more tables (not in `--quick`):
+More tables (not in `--quick`):
+- flat scaling (`update_flat_scaling.md`): the flat update of 1M parameters
+  laid out as 1, 100, 1,000 and 5,000 arrays, only those sides alternating
+  (with the per-array sides of the main table in the same loop, the frees of
+  their thousands of buffers land on the flat side's calls);
 - per array (`update_per_array.md`): `clip_by_norm(1.0)` then adamw, which
   clips each array by its own norm, at 1,000 arrays: jaxsched on
   `js.flat_params(tree, align=16)` (segment sums per original array) against
@@ -38,7 +42,11 @@ Two more tables (not in `--quick`):
 
 Achieved bandwidth counts 8 float32 accesses per parameter (read the gradient
 for the norm and again for the moments, read and write parameters and both
-moments) against a measured copy bandwidth of the same machine (the floor).
+moments) against the floor: a donated copy (`x * 1.0001`) of a buffer of 4
+float32 per parameter, the same bytes moved over the same working set as the
+update, timed as one more side in the same alternating loop (the machine
+changes speed between runs, so a floor measured once, before, is not the
+floor of the run).
 
 Usage:
     python benchmarks/update.py                      # the full table (several minutes)
@@ -68,6 +76,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import groups as groups_benchmark  # benchmarks/groups.py
 
 BYTES_PER_PARAM = 8 * 4
+FLOOR = "copy_floor"  # the floor's key in each row
 
 
 def make_tree(num_arrays: int, num_params: int) -> dict:
@@ -155,28 +164,14 @@ def loop_fn(tx, repeats: int, concat_grads: bool = False):
     return run
 
 
-def copy_bandwidth(num_params: int, reps: int = 20, loop: int = 10) -> dict:
-    """Bytes per second of `x * 1.0001` over a float32 buffer (one read, one write).
-
-    Measured both ways the update is: one jitted call per copy (`call`, with
-    JAX's dispatch), and `loop` copies inside one compiled program
-    (`program`, where a buffer that fits in cache stays there).
-    """
-    x = jnp.ones((num_params,), jnp.float32)
+def copy_side(num_params: int, loop: int) -> dict:
+    """The floor: a donated copy of 4 float32 per parameter (the update's bytes)."""
     once = jax.jit(lambda x: x * 1.0001, donate_argnums=0)
     looped = jax.jit(lambda x: jax.lax.fori_loop(
         0, loop, lambda _, y: jax.lax.optimization_barrier(y) * 1.0001, x), donate_argnums=0)
-    result = {}
-    for kind, f, n in (("call", once, 1), ("program", looped, loop)):
-        x = f(x)
-        times = []
-        for _ in range(reps):
-            t = time.perf_counter()
-            x = f(x)
-            x.block_until_ready()
-            times.append((time.perf_counter() - t) / n)
-        result[kind] = 2 * 4 * num_params / float(np.median(times))
-    return result
+    x = jnp.ones((4 * num_params,), jnp.float32)
+    return {"call": once.lower(x).compile(), "looped": looped.lower(x).compile(), "carry": x,
+            "timing": {}}
 
 
 def hlo_op_count(compiled) -> int:
@@ -185,58 +180,74 @@ def hlo_op_count(compiled) -> int:
     return sum(1 for line in entry.splitlines() if " = " in line)
 
 
+def update_side(tx, params, grads, donate: bool, loop: int, concat: bool = False) -> dict:
+    """An optimizer's compiled step and looped steps, its carry (params, state), compile time."""
+    jitted = jax.jit(step_fn(tx, concat), donate_argnums=(0, 1) if donate else ())
+    state = tx.init(params)
+    t0 = time.perf_counter()
+    lowered = jitted.lower(params, state, grads)
+    t1 = time.perf_counter()
+    compiled = lowered.compile()
+    t2 = time.perf_counter()
+    looped = jax.jit(loop_fn(tx, loop, concat), donate_argnums=(0, 1)).lower(
+        params, state, grads).compile()
+    carry = (jax.tree.map(jnp.copy, params), tx.init(params))
+    for _ in range(3):  # warm up
+        carry = compiled(*carry, grads)
+    return {"call": lambda c: compiled(*c, grads), "looped": lambda c: looped(*c, grads),
+            "carry": carry, "timing": {"lower_s": t1 - t0, "compile_s": t2 - t1,
+                                       "hlo_ops": hlo_op_count(compiled)}}
+
+
+def time_alternating(sides: dict, reps: int, loop: int, num_params: int) -> dict:
+    """Median time per call and per update in program of each side, sides alternating.
+
+    The order rotates every round, so that each side follows every other one
+    equally often: a side that frees thousands of buffers slows the next call.
+    """
+    times: dict = {name: ([], []) for name in sides}
+    order = list(sides)
+    for rep in range(reps):
+        for name in order[rep % len(order):] + order[:rep % len(order)]:
+            side = sides[name]
+            for f, out, n in ((side["call"], times[name][0], 1),
+                              (side["looped"], times[name][1], loop)):
+                t = time.perf_counter()
+                side["carry"] = jax.block_until_ready(f(side["carry"]))
+                out.append((time.perf_counter() - t) / n)
+    result = {}
+    for name, (call_s, program_s) in times.items():
+        call, program = float(np.median(call_s)), float(np.median(program_s))
+        result[name] = {**sides[name]["timing"], "call_median_s": call, "program_median_s": program,
+                        "call_bytes_per_s": BYTES_PER_PARAM * num_params / call,
+                        "program_bytes_per_s": BYTES_PER_PARAM * num_params / program}
+    return result
+
+
 def measure_shape(num_arrays: int, num_params: int, donate: bool, reps: int, loop: int,
                   names: list[str], table: Any = None) -> dict:
-    """Compile each optimizer for one shape and time it, alternating."""
+    """Compile each optimizer for one shape and time it, alternating with the copy floor."""
     tree = make_tree(num_arrays, num_params)
     tree_grads = jax.tree.map(lambda p: jnp.full_like(p, 0.01), tree)
     txs = {k: v for k, v in (table or optimizers()).items() if k in names}
-    result: dict = {"arrays": num_arrays, "params": num_params, "donate": donate}
-    compiled, looped, states, side_grads = {}, {}, {}, {}
-    for name, tx in txs.items():
-        params, grads = side_inputs(name, tree, tree_grads)
-        side_grads[name] = grads
-        concat = name == "jaxsched_flat_concat"
-        jitted = jax.jit(step_fn(tx, concat), donate_argnums=(0, 1) if donate else ())
-        state = tx.init(params)
-        t0 = time.perf_counter()
-        lowered = jitted.lower(params, state, grads)
-        t1 = time.perf_counter()
-        compiled[name] = lowered.compile()
-        t2 = time.perf_counter()
-        looped[name] = jax.jit(loop_fn(tx, loop, concat), donate_argnums=(0, 1)).lower(
-            params, state, grads).compile()
-        result[name] = {"lower_s": t1 - t0, "compile_s": t2 - t1,
-                        "hlo_ops": hlo_op_count(compiled[name]), "call_s": [], "program_s": []}
-        states[name] = (jax.tree.map(jnp.copy, params), tx.init(params))
-    for name in txs:  # warm up
-        p, s = states[name]
-        for _ in range(3):
-            p, s = compiled[name](p, s, side_grads[name])
-        jax.block_until_ready(p)
-        states[name] = (p, s)
-    order = list(txs)
-    for rep in range(reps):
-        # Rotate the order, so that each side follows every other one equally
-        # often: a side that frees thousands of buffers slows the next call.
-        for name in order[rep % len(order):] + order[:rep % len(order)]:
-            p, s = states[name]
-            t = time.perf_counter()
-            p, s = compiled[name](p, s, side_grads[name])
-            jax.block_until_ready((p, s))
-            result[name]["call_s"].append(time.perf_counter() - t)
-            t = time.perf_counter()
-            p, s = looped[name](p, s, side_grads[name])
-            jax.block_until_ready((p, s))
-            result[name]["program_s"].append((time.perf_counter() - t) / loop)
-            states[name] = (p, s)
-    for name in txs:
-        r = result[name]
-        r["call_median_s"] = float(np.median(r.pop("call_s")))
-        r["program_median_s"] = float(np.median(r.pop("program_s")))
-        r["call_bytes_per_s"] = BYTES_PER_PARAM * num_params / r["call_median_s"]
-        r["program_bytes_per_s"] = BYTES_PER_PARAM * num_params / r["program_median_s"]
-    return result
+    sides = {name: update_side(tx, *side_inputs(name, tree, tree_grads), donate, loop,
+                               concat=name == "jaxsched_flat_concat")
+             for name, tx in txs.items()}
+    sides[FLOOR] = copy_side(num_params, loop)
+    return {"arrays": num_arrays, "params": num_params, "donate": donate,
+            **time_alternating(sides, reps, loop, num_params)}
+
+
+def measure_flat_scaling(array_counts: list[int], num_params: int, reps: int, loop: int) -> dict:
+    """The flat update of one parameter count laid out from 1 to N arrays, alternating."""
+    tx = optimizers()["jaxsched_flat"]
+    sides = {}
+    for a in array_counts:
+        tree = make_tree(a, num_params)
+        grads = jax.tree.map(lambda p: jnp.full_like(p, 0.01), tree)
+        sides[a] = update_side(tx, *side_inputs("jaxsched_flat", tree, grads), True, loop)
+    sides[FLOOR] = copy_side(num_params, loop)
+    return {"params": num_params, "sides": time_alternating(sides, reps, loop, num_params)}
 
 
 SHARDED_CODE = """
@@ -299,6 +310,26 @@ def measure_sharded(num_arrays: int, num_params: int, reps: int) -> dict:
     return {"arrays": num_arrays, "params": num_params, **json.loads(line[4:])}
 
 
+def flat_scaling_markdown(rows: list[dict]) -> str:
+    """The flat update of one parameter count in 1..N arrays, against its 1-array time."""
+    lines = [("| params | arrays | per call (ms) | in program (ms) | vs 1 array (call / program) "
+              "| % of floor (call / program) |"), "|---|---|---|---|---|---|"]
+    for r in rows:
+        sides = r["sides"]
+        one, floor = sides[min(k for k in sides if k != FLOOR)], sides[FLOOR]
+        for a, m in sides.items():
+            if a == FLOOR:
+                continue
+            lines.append(
+                f"| {r['params']:,} | {a:,} | {m['call_median_s'] * 1e3:.3f} | "
+                f"{m['program_median_s'] * 1e3:.3f} | "
+                f"{m['call_median_s'] / one['call_median_s']:.2f} / "
+                f"{m['program_median_s'] / one['program_median_s']:.2f} | "
+                f"{100 * floor['call_median_s'] / m['call_median_s']:.0f}% / "
+                f"{100 * floor['program_median_s'] / m['program_median_s']:.0f}% |")
+    return "\n".join(lines)
+
+
 def groups_markdown(rows: list[dict]) -> str:
     """The parameter-groups table: 3 groups against one, per call and in program."""
     lines = ["| arrays | params | one group (ms/call, in program) | 3 groups | ratio per call "
@@ -327,7 +358,7 @@ def sharded_markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def markdown(results: list[dict], floor: dict, names: list[str]) -> str:
+def markdown(results: list[dict], names: list[str]) -> str:
     lines = [
         "| params | arrays | donated | optimizer | per call (ms) | in program (ms) | "
         "% of floor (call / program) | vs optax (call / program) | compile (s) | HLO ops |",
@@ -339,16 +370,30 @@ def markdown(results: list[dict], floor: dict, names: list[str]) -> str:
             if name not in r:
                 continue
             m = r[name]
-            bw = floor[str(r["params"])]  # {"call": bytes/s, "program": bytes/s}
+            floor = r[FLOOR]  # the copy of the same bytes, timed in the same loop
             ratio = (f"{m['call_median_s'] / base['call_median_s']:.2f} / "
                      f"{m['program_median_s'] / base['program_median_s']:.2f}") if base else "-"
             lines.append(
                 f"| {r['params']:,} | {r['arrays']:,} | {'yes' if r['donate'] else 'no'} | {name} | "
                 f"{m['call_median_s'] * 1e3:.2f} | {m['program_median_s'] * 1e3:.2f} | "
-                f"{100 * m['call_bytes_per_s'] / bw['call']:.0f}% / "
-                f"{100 * m['program_bytes_per_s'] / bw['program']:.0f}% | "
+                f"{100 * floor['call_median_s'] / m['call_median_s']:.0f}% / "
+                f"{100 * floor['program_median_s'] / m['program_median_s']:.0f}% | "
                 f"{ratio} | {m['compile_s']:.2f} | {m['hlo_ops']:,} |")
     return "\n".join(lines)
+
+
+def parse_scaling(text: str) -> tuple[list[int], int]:
+    """`1,100,1000x1000000` -> ([1, 100, 1000], 1000000); empty -> ([], 0)."""
+    if not text:
+        return [], 0
+    counts, sep, params = text.partition("x")
+    if not sep:
+        raise SystemExit(f"error: --flat-scaling must be ARRAYS,...xPARAMS, got {text!r}")
+    counts_list = parse_ints(counts, "--flat-scaling")
+    n = parse_ints(params, "--flat-scaling")[0]
+    if max(counts_list) > n:
+        raise SystemExit(f"error: --flat-scaling has more arrays than parameters, got {text!r}")
+    return counts_list, n
 
 
 def parse_ints(text: str, flag: str) -> list[int]:
@@ -397,10 +442,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="ARRAYSxPARAMS,... for the parameter-groups table")
     parser.add_argument("--groups-reps", type=int, default=200,
                         help="alternating calls per side in the parameter-groups table")
+    parser.add_argument("--flat-scaling", default="1,100,1000,5000x1000000",
+                        help="ARRAYS,...xPARAMS: the flat update of one parameter count laid "
+                             "out as that many arrays, alternating (empty: skip)")
     parser.add_argument("--out", default="results/update", help="folder for update.json/.md")
-    parser.add_argument("--refloor", metavar="JSON",
-                        help="re-measure only the copy floor and rewrite the tables of a "
-                             "previous update.json (its timings unchanged)")
     args = parser.parse_args(argv)
     if args.quick:
         args.arrays, args.params, args.donate, args.reps, args.loop = "1,20", "20000", "yes", 3, 2
@@ -415,30 +460,25 @@ def main(argv: list[str] | None = None) -> int:
         (out / ".write-test").unlink()
     except OSError as e:
         raise SystemExit(f"error: --out {str(out)!r} is not writable ({e.strerror})")
-    if args.refloor:
-        report = json.loads(Path(args.refloor).read_text())
-        report["copy_bandwidth_bytes_per_s"] = {
-            n: copy_bandwidth(int(n)) for n in report["copy_bandwidth_bytes_per_s"]}
-        (out / "update.json").write_text(json.dumps(report, indent=2))
-        table = markdown(report["results"], report["copy_bandwidth_bytes_per_s"],
-                         list(optimizers()))
-        (out / "update.md").write_text(table + "\n")
-        print(table)
-        return 0
     donations = {"both": [False, True], "yes": [True], "no": [False]}[args.donate]
     names = [x for x in args.sides.split(",") if x]
     unknown = sorted(set(names) - set(optimizers()))
     if unknown or not names:
         raise SystemExit(f"error: --sides must name some of {', '.join(optimizers())}, "
                          f"got {args.sides!r}")
-    floor = {str(n): copy_bandwidth(n) for n in sizes}
+    scaling_counts, scaling_params = parse_scaling(args.flat_scaling)
     results: list = []
+    flat_scaling: list = []
     per_array: list = []
     sharded: list = []
     groups: list = []
     extra = "none" if args.quick else args.extra
     if extra != "none":
         per_array_names = list(per_array_optimizers())
+        if scaling_counts:
+            flat_scaling.append(measure_flat_scaling(scaling_counts, scaling_params, args.reps,
+                                                     args.loop))
+            print("flat scaling:", json.dumps(flat_scaling[-1]), flush=True)
         for a, n in parse_shapes(args.per_array_shapes, "--per-array-shapes"):
             r = measure_shape(a, n, True, args.reps, args.loop, per_array_names,
                               per_array_optimizers())
@@ -474,21 +514,24 @@ def main(argv: list[str] | None = None) -> int:
         "platform": platform.platform(),
         "versions": {"jax": jax.__version__, "optax": optax.__version__,
                      "jaxsched": js.__version__},
-        "copy_bandwidth_bytes_per_s": floor,
         "results": results,
+        "flat_scaling": flat_scaling,
         "per_array": per_array,
         "sharded": sharded,
         "groups": groups,
     }
     (out / "update.json").write_text(json.dumps(report, indent=2))
-    table = markdown(results, floor, names)
+    table = markdown(results, names)
     (out / "update.md").write_text(table + "\n")
     print(table)
     if per_array:
-        extra_floor = {str(r["params"]): copy_bandwidth(r["params"]) for r in per_array}
-        t = markdown([{**r, "optax": r["optax_per_array"]} for r in per_array], extra_floor,
+        t = markdown([{**r, "optax": r["optax_per_array"]} for r in per_array],
                      list(per_array_optimizers()))
         (out / "update_per_array.md").write_text(t + "\n")
+        print(t)
+    if flat_scaling:
+        t = flat_scaling_markdown(flat_scaling)
+        (out / "update_flat_scaling.md").write_text(t + "\n")
         print(t)
     if groups:
         t = groups_markdown(groups)

@@ -14,7 +14,8 @@ def test_quick_update_benchmark_writes_json_and_markdown(tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((out / "update.json").read_text())
-    assert set(report["copy_bandwidth_bytes_per_s"]["20000"]) == {"call", "program"}
+    for r in report["results"]:  # the copy floor, timed in the same loop
+        assert r["copy_floor"]["call_median_s"] > 0 and r["copy_floor"]["program_median_s"] > 0
     shapes = {(r["arrays"], r["params"]) for r in report["results"]}
     assert shapes == {(1, 20000), (20, 20000)}
     for r in report["results"]:
@@ -54,3 +55,22 @@ def test_quick_optimizer_benchmarks_run(tmp_path):
     assert all(r["jaxsched"] > 0 and r["optax"] > 0 for r in rows)
     flat = json.loads((tmp_path / "flat.json").read_text())["flat_rows"]
     assert {r["optimizer"] for r in flat} == {"lion", "lamb"}
+
+
+def test_flat_scaling_table(tmp_path):
+    """--flat-scaling times the flat update of one size in 1..N arrays with the copy floor."""
+    proc = subprocess.run([sys.executable, "benchmarks/update.py", "--extra", "only",
+                           "--per-array-shapes", "", "--groups-shapes", "", "--sharded-shapes", "",
+                           "--flat-scaling", "1,20x20000", "--reps", "2", "--loop", "2",
+                           "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sides = json.loads((tmp_path / "update.json").read_text())["flat_scaling"][0]["sides"]
+    assert set(sides) == {"1", "20", "copy_floor"}
+    assert all(m["call_median_s"] > 0 for m in sides.values())
+    rows = (tmp_path / "update_flat_scaling.md").read_text().splitlines()
+    assert [r.split("|")[2].strip() for r in rows[2:]] == ["1", "20"]
+    bad = subprocess.run([sys.executable, "benchmarks/update.py", "--flat-scaling", "1,20",
+                          "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert bad.returncode != 0 and "--flat-scaling" in bad.stderr
