@@ -27,8 +27,10 @@ More tables (not in `--quick`):
   (with the per-array sides of the main table in the same loop, the frees of
   their thousands of buffers land on the flat side's calls);
 - per array (`update_per_array.md`): `clip_by_norm(1.0)` then adamw, which
-  clips each array by its own norm, at 1,000 arrays: jaxsched on
-  `js.flat_params(tree, align=16)` (segment sums per original array) against
+  clips each array by its own norm, at 1,000 arrays of equal sizes (a model's
+  repeated layers: one reduction per array pattern) and of random sizes (no
+  pattern: block sums and a segment sum over the blocks): jaxsched on
+  `js.flat_params(tree, align=64)` (segment sums per original array) against
   the elementwise flat update above and against optax's per-array cost
   (`optax.clip_by_block_rms` then adamw, on the tree);
 - parameter groups (`update_groups.md`, `benchmarks/groups.py`): the same
@@ -57,6 +59,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -79,11 +82,20 @@ BYTES_PER_PARAM = 8 * 4
 FLOOR = "copy_floor"  # the floor's key in each row
 
 
-def make_tree(num_arrays: int, num_params: int) -> dict:
-    """`num_arrays` float32 vectors holding `num_params` in all (sizes differ a little)."""
-    base, extra = divmod(num_params, num_arrays)
-    return {f"w{i:05d}": jnp.full((base + (1 if i < extra else 0),), 0.1, jnp.float32)
-            for i in range(num_arrays)}
+def make_tree(num_arrays: int, num_params: int, random_sizes: bool = False) -> dict:
+    """`num_arrays` float32 vectors holding `num_params` in all.
+
+    Sizes differ by at most one, or with `random_sizes` (seeded) from 0.2 to
+    1.8 times the mean: a layout with no repeating pattern of arrays.
+    """
+    if random_sizes:
+        weights = np.random.default_rng(0).uniform(0.2, 1.8, num_arrays)
+        sizes = np.maximum(1, np.floor(weights / weights.sum() * num_params)).astype(int)
+        sizes[0] += num_params - sizes.sum()
+    else:
+        base, extra = divmod(num_params, num_arrays)
+        sizes = np.array([base + (1 if i < extra else 0) for i in range(num_arrays)])
+    return {f"w{i:05d}": jnp.full((int(n),), 0.1, jnp.float32) for i, n in enumerate(sizes)}
 
 
 def optimizers(decay_steps: int = 10_000) -> dict:
@@ -132,7 +144,7 @@ def side_inputs(name: str, params: dict, grads: dict) -> tuple:
     """(params, grads) in the form the side's update takes."""
     if name not in FLAT_SIDES:
         return params, grads
-    flat = js.flat_params(params, align=16 if name == "jaxsched_flat_per_array" else 1)
+    flat = js.flat_params(params, align=64 if name == "jaxsched_flat_per_array" else 1)
     return flat, (grads if name == "jaxsched_flat_concat" else jax.jit(flat_gradients)(flat, grads))
 
 
@@ -225,9 +237,9 @@ def time_alternating(sides: dict, reps: int, loop: int, num_params: int) -> dict
 
 
 def measure_shape(num_arrays: int, num_params: int, donate: bool, reps: int, loop: int,
-                  names: list[str], table: Any = None) -> dict:
+                  names: list[str], table: Any = None, random_sizes: bool = False) -> dict:
     """Compile each optimizer for one shape and time it, alternating with the copy floor."""
-    tree = make_tree(num_arrays, num_params)
+    tree = make_tree(num_arrays, num_params, random_sizes)
     tree_grads = jax.tree.map(lambda p: jnp.full_like(p, 0.01), tree)
     txs = {k: v for k, v in (table or optimizers()).items() if k in names}
     sides = {name: update_side(tx, *side_inputs(name, tree, tree_grads), donate, loop,
@@ -235,7 +247,7 @@ def measure_shape(num_arrays: int, num_params: int, donate: bool, reps: int, loo
              for name, tx in txs.items()}
     sides[FLOOR] = copy_side(num_params, loop)
     return {"arrays": num_arrays, "params": num_params, "donate": donate,
-            **time_alternating(sides, reps, loop, num_params)}
+            "random_sizes": random_sizes, **time_alternating(sides, reps, loop, num_params)}
 
 
 def measure_flat_scaling(array_counts: list[int], num_params: int, reps: int, loop: int) -> dict:
@@ -374,7 +386,8 @@ def markdown(results: list[dict], names: list[str]) -> str:
             ratio = (f"{m['call_median_s'] / base['call_median_s']:.2f} / "
                      f"{m['program_median_s'] / base['program_median_s']:.2f}") if base else "-"
             lines.append(
-                f"| {r['params']:,} | {r['arrays']:,} | {'yes' if r['donate'] else 'no'} | {name} | "
+                f"| {r['params']:,} | {r['arrays']:,}{' (random sizes)' if r['random_sizes'] else ''} "
+                f"| {'yes' if r['donate'] else 'no'} | {name} | "
                 f"{m['call_median_s'] * 1e3:.2f} | {m['program_median_s'] * 1e3:.2f} | "
                 f"{100 * floor['call_median_s'] / m['call_median_s']:.0f}% / "
                 f"{100 * floor['program_median_s'] / m['program_median_s']:.0f}% | "
@@ -479,11 +492,12 @@ def main(argv: list[str] | None = None) -> int:
             flat_scaling.append(measure_flat_scaling(scaling_counts, scaling_params, args.reps,
                                                      args.loop))
             print("flat scaling:", json.dumps(flat_scaling[-1]), flush=True)
-        for a, n in parse_shapes(args.per_array_shapes, "--per-array-shapes"):
+        for (a, n), random_sizes in itertools.product(
+                parse_shapes(args.per_array_shapes, "--per-array-shapes"), (False, True)):
             r = measure_shape(a, n, True, args.reps, args.loop, per_array_names,
-                              per_array_optimizers())
+                              per_array_optimizers(), random_sizes)
             per_array.append(r)
-            print("per array:", ", ".join(f"{k} {r[k]['call_median_s'] * 1e3:.2f}/"
+            print("per array:", "random sizes" if random_sizes else "equal sizes", ", ".join(f"{k} {r[k]['call_median_s'] * 1e3:.2f}/"
                                           f"{r[k]['program_median_s'] * 1e3:.2f} ms"
                                           for k in per_array_names), flush=True)
         for a, n in parse_shapes(args.groups_shapes, "--groups-shapes"):
