@@ -93,6 +93,9 @@ ARRAY_SUM_LAYOUTS = {
     "layers": [(5,), (3, 7), (7,), (2, 2, 3)] * 9 + [(11,)],
     "scalars and empty arrays": [(), (0, 2)] + [(9,)] * 12 + [(0,), ()] + [(4, 4)] * 4,
     "no pattern": [(int(n),) for n in np.random.default_rng(5).integers(1, 60, 70)],
+    # Arrays of >= 64 elements: row sums by a matrix-vector product (in pieces past 4,096).
+    "large arrays": [(16, 75)] * 4 + [(70, 90)] * 4,
+    "large layers": [(96,), (40, 50)] * 4,
 }
 
 
@@ -111,6 +114,8 @@ def test_array_sum_is_each_arrays_own_sum(name, align, multiple_of):
         assert plan is not None
         if name == "layers":
             assert [len(columns) for *_, columns in plan][0] == 4
+        if name.startswith("large"):
+            assert all(_flat._row_piece(size) for *_, columns in plan for _, size in columns)
     x = np.random.default_rng(1).normal(size=layout.padded[0]).astype(np.float32) + 3.0
     sums = np.asarray(jax.jit(layout.array_sum(0))(jnp.asarray(x)))  # gaps hold values too
     for offset, size, _ in segments:
