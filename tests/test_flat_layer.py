@@ -70,6 +70,19 @@ def test_per_array_on_flat_params_equals_per_array(name, align, multiple_of):
     assert_trees_close(fused, plain, rtol=1e-6)
 
 
+@pytest.mark.parametrize("coefficient", [0.5, np.array([0.5])])
+def test_trust_ratio_with_a_scalar_or_an_array_hyperparameter(coefficient):
+    # A scalar: the ratio is computed once per array; an array hyperparameter
+    # (which could vary by element): on each element's copy of its array's sums.
+    tree = {f"w{i}": jnp.cos(jnp.arange(300.0).reshape(3, 100) * (i + 1)) for i in range(4)}
+    def make():
+        return js.chain(js.scale_by_trust_ratio(trust_coefficient=coefficient), js.sgd(0.1))
+
+    plain, _ = _run(make(), tree, steps=3)
+    trained, _ = _run(make(), js.flat_params(tree, align=16), steps=3)
+    assert_trees_close(trained.unflatten(), plain, rtol=1e-6)
+
+
 def test_padding_and_gaps_never_enter_a_per_array_sum():
     tree = {"a": jnp.array([3.0, 4.0]), "b": jnp.array([[1.0, 0.0, 0.0]])}
     flat = js.flat_params(tree, align=16, multiple_of=64)
