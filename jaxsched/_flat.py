@@ -199,7 +199,7 @@ _ROW_PIECE = 4096
 _MIN_ROW_PIECE = 64
 
 
-def _row_piece(size: int) -> Optional[int]:
+def _row_piece(size: int) -> int | None:
     """The largest divisor of `size` in [_MIN_ROW_PIECE, _ROW_PIECE], or None."""
     for c in range(min(size, _ROW_PIECE), _MIN_ROW_PIECE - 1, -1):
         if size % c == 0:
