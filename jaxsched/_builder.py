@@ -85,28 +85,52 @@ class Values:
 
     `hp.array_sum(x)` is the sum of `x` over the array (a scalar); on a flat
     buffer, for a formula declared with `segment_sums=True`, it is the sum
-    over each original array, at every element of it.
+    over each original array, at every element of it. `hp.per_array(fn, *xs)`
+    is `fn` of such sums, computed once per array where it can be.
     """
 
     def __init__(self, values: dict[str, Array], k: Array,
-                 array_sum: Optional[Callable[[Array], Array]] = None):
+                 array_reduce: Optional[tuple[Callable[[Array], Array],
+                                              Callable[[Array], Array]]] = None):
         self.values = dict(values)
         self.k = k
-        self._array_sum = array_sum
+        self._reduce = array_reduce
 
     def array_sum(self, x: Array) -> Array:
-        return jnp.sum(x) if self._array_sum is None else self._array_sum(x)
+        if self._reduce is None:
+            return jnp.sum(x)
+        sums, spread = self._reduce
+        return spread(sums(x))
+
+    def per_array(self, fn: Callable[..., Array], *xs: Array) -> Array:
+        """`fn(sum of xs[0] over the array, sum of xs[1], ...)`, broadcastable to the array.
+
+        `fn` must be elementwise in the sums. On a flat buffer it runs on the
+        small vector of the original arrays' sums and each element gets its
+        array's value (one value read per element, instead of `fn`'s
+        arithmetic at every element); with a hyperparameter that is not a
+        scalar (`fn` may read it elementwise) it runs on `array_sum`s. `fn`
+        also sees the gaps between arrays, with sums of 0 (its value there
+        must be finite).
+        """
+        if self._reduce is None:
+            return fn(*(jnp.sum(x) for x in xs))
+        sums, spread = self._reduce
+        if all(jnp.ndim(v) == 0 for v in self.values.values()):
+            return spread(fn(*(sums(x) for x in xs)))
+        return fn(*(spread(sums(x)) for x in xs))
 
     def array_size(self, x: Array) -> Any:
         """The number of elements of the array (of each original array on a flat buffer,
         at each of its elements; 0 nowhere but in the gaps between arrays)."""
-        if self._array_sum is None:
+        if self._reduce is None:
             return x.size
         # A barrier, so that XLA does not constant-fold a segment sum over the whole buffer.
-        return self._array_sum(jax.lax.optimization_barrier(jnp.ones_like(x)))
+        return self.array_sum(jax.lax.optimization_barrier(jnp.ones_like(x)))
 
-    def segmented(self, array_sum: Callable[[Array], Array]) -> "Values":
-        return Values(self.values, self.k, array_sum)
+    def segmented(self, array_reduce: tuple[Callable[[Array], Array],
+                                            Callable[[Array], Array]]) -> "Values":
+        return Values(self.values, self.k, array_reduce)
 
     def __getattr__(self, name: str) -> Array:
         try:
@@ -315,7 +339,7 @@ def transformation(owner: str, state: type, hypers: Mapping[str, Hyper],
             return step(hp, *args)
         layout, b = place
         if segment_sums:
-            return step(hp.segmented(layout.array_sum(b)), *args)
+            return step(hp.segmented(layout.array_reduce(b)), *args)
         n_in = len(args) - len(buffers)  # g (and p): the update's gaps are 0
 
         def one(*views: Array) -> tuple:

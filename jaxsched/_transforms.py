@@ -205,8 +205,11 @@ def clip_by_norm(max_norm: Hyper) -> Transformation:
     _hyper.check("clip_by_norm", "max_norm", max_norm, lo=0, lo_open=True)
 
     def step(hp, g):
-        norm = jnp.sqrt(hp.array_sum(jnp.square(g)))  # per original array on flat buffers
-        return g * (hp.max_norm / jnp.maximum(norm, hp.max_norm))
+        def factor(sum_of_squares: Array) -> Array:
+            return hp.max_norm / jnp.maximum(jnp.sqrt(sum_of_squares), hp.max_norm)
+
+        # per original array on flat buffers: the factor is computed once per array
+        return g * hp.per_array(factor, jnp.square(g))
 
     return transformation("clip_by_norm", ClipByNormState, {"max_norm": max_norm}, step,
                           per_array=True, segment_sums=True)

@@ -32,8 +32,8 @@ class ScaleByTrustRatioState(NamedTuple):
     hyperparams: dict  # {"min_norm", "trust_coefficient", "eps": float []}
 
 
-def _norm(hp: Any, x: Array, min_norm: Array) -> Array:
-    n = jnp.sqrt(hp.array_sum(jnp.square(x)))  # per original array on flat buffers
+def _norm(sum_of_squares: Array, min_norm: Array) -> Array:
+    n = jnp.sqrt(sum_of_squares)
     return jnp.where(n <= min_norm, min_norm, n)
 
 
@@ -73,10 +73,16 @@ def scale_by_trust_ratio(min_norm: Hyper = 0.0, trust_coefficient: Hyper = 1.0,
     _hyper.check(owner, "eps", eps, lo=0)
 
     def step(hp, g, p):
-        p_norm, u_norm = _norm(hp, p, hp.min_norm), _norm(hp, g, hp.min_norm)
-        zero = (p_norm == 0) | (u_norm == 0)
-        ratio = hp.trust_coefficient * p_norm / jnp.where(zero, 1, u_norm + hp.eps)
-        return g * jnp.where(zero, 1, ratio)
+        def factor(p_sq: Array, u_sq: Array) -> Array:
+            p_norm, u_norm = _norm(p_sq, hp.min_norm), _norm(u_sq, hp.min_norm)
+            zero = (p_norm == 0) | (u_norm == 0)
+            # 1 / 1 where either norm is 0. A division last: XLA does not
+            # copy it into the loop over the elements (it would repeat it per element).
+            return (jnp.where(zero, 1, hp.trust_coefficient * p_norm)
+                    / jnp.where(zero, 1, u_norm + hp.eps))
+
+        # per original array on flat buffers: the factor is computed once per array
+        return g * hp.per_array(factor, jnp.square(p), jnp.square(g))
 
     return transformation(owner, ScaleByTrustRatioState,
                           {"min_norm": min_norm, "trust_coefficient": trust_coefficient,

@@ -70,6 +70,19 @@ def test_per_array_on_flat_params_equals_per_array(name, align, multiple_of):
     assert_trees_close(fused, plain, rtol=1e-6)
 
 
+@pytest.mark.parametrize("coefficient", [0.5, np.array([0.5])])
+def test_trust_ratio_with_a_scalar_or_an_array_hyperparameter(coefficient):
+    # A scalar: the ratio is computed once per array; an array hyperparameter
+    # (which could vary by element): on each element's copy of its array's sums.
+    tree = {f"w{i}": jnp.cos(jnp.arange(300.0).reshape(3, 100) * (i + 1)) for i in range(4)}
+    def make():
+        return js.chain(js.scale_by_trust_ratio(trust_coefficient=coefficient), js.sgd(0.1))
+
+    plain, _ = _run(make(), tree, steps=3)
+    trained, _ = _run(make(), js.flat_params(tree, align=16), steps=3)
+    assert_trees_close(trained.unflatten(), plain, rtol=1e-6)
+
+
 def test_padding_and_gaps_never_enter_a_per_array_sum():
     tree = {"a": jnp.array([3.0, 4.0]), "b": jnp.array([[1.0, 0.0, 0.0]])}
     flat = js.flat_params(tree, align=16, multiple_of=64)
@@ -93,6 +106,9 @@ ARRAY_SUM_LAYOUTS = {
     "layers": [(5,), (3, 7), (7,), (2, 2, 3)] * 9 + [(11,)],
     "scalars and empty arrays": [(), (0, 2)] + [(9,)] * 12 + [(0,), ()] + [(4, 4)] * 4,
     "no pattern": [(int(n),) for n in np.random.default_rng(5).integers(1, 60, 70)],
+    # Arrays of >= 64 elements: row sums by a matrix-vector product (in pieces past 4,096).
+    "large arrays": [(16, 75)] * 4 + [(70, 90)] * 4,
+    "large layers": [(96,), (40, 50)] * 4,
 }
 
 
@@ -111,6 +127,8 @@ def test_array_sum_is_each_arrays_own_sum(name, align, multiple_of):
         assert plan is not None
         if name == "layers":
             assert [len(columns) for *_, columns in plan][0] == 4
+        if name.startswith("large"):
+            assert all(_flat._row_piece(size) for *_, columns in plan for _, size in columns)
     x = np.random.default_rng(1).normal(size=layout.padded[0]).astype(np.float32) + 3.0
     sums = np.asarray(jax.jit(layout.array_sum(0))(jnp.asarray(x)))  # gaps hold values too
     for offset, size, _ in segments:

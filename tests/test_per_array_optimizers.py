@@ -369,7 +369,13 @@ def test_trust_ratios_on_flat_params_are_each_arrays(name):
              "zero": jnp.zeros((3, 2))}  # a zero norm: ratio 1
     # Equal sizes: every array starts at a multiple of 12, so the sums are block sums.
     equal = {f"m{i}": jnp.linspace(-1.0, 1.0, 12).reshape(3, 4) * (i + 1) for i in range(5)}
-    for p in (mixed, equal):
+    # Arrays of >= 64 elements in runs (the row sums of a 2-D view go through a
+    # matrix-vector product, in pieces for 6,300 elements), one run of layers.
+    large = {f"h{i}": jnp.cos(jnp.arange(6300.0).reshape(70, 90) * (i + 1)) for i in range(3)}
+    layers = {**{f"l{i}b": jnp.linspace(-1.0, 2.0, 96) * (i + 1) for i in range(4)},
+              **{f"l{i}w": jnp.sin(jnp.arange(2000.0).reshape(40, 50) / (i + 3))
+                 for i in range(4)}}
+    for p in (mixed, equal, large, layers):
         _trust_ratio_flat_equals_tree(name, p)
 
 
