@@ -121,7 +121,7 @@ def accumulate(inner: optax.GradientTransformation, every: int) -> Transformatio
         final = state.micro_step >= jnp.asarray(every - 1, jnp.int32)
 
         def apply(carry):
-            _, (_, inner_state, total, value_sum) = carry
+            inner_state = carry[2]
             mean = jax.tree.map(lambda s: s / jnp.asarray(every, s.dtype), total)
             kwargs = dict(extra_args)
             if value is not None:
@@ -130,16 +130,18 @@ def accumulate(inner: optax.GradientTransformation, every: int) -> Transformatio
             u = jax.tree.map(lambda x, g: x.astype(jnp.result_type(g)), u, updates)
             new_inner = jax.tree.map(lambda new, old: new.astype(jnp.result_type(old)),
                                      new_inner, inner_state)
-            return jnp.zeros_like(final), (u, new_inner, jax.tree.map(jnp.zeros_like, total),
-                                           jnp.zeros_like(value_sum))
+            return jnp.zeros_like(final), u, new_inner
 
         # `inner` runs in a loop of at most one iteration rather than a `lax.cond`: XLA
         # keeps a loop's carry in place, so the micro-steps in between leave the inner
         # state's (donated) buffers untouched, where a cond copies all of it every call.
-        held = (jax.tree.map(lambda g: jnp.full_like(g, -0.0), updates), state.inner_state,
-                total, value_sum)
-        _, (u, inner_state, grad_sum, value_sum) = jax.lax.while_loop(
-            lambda carry: carry[0], apply, (final, held))
+        # The loop's update buffer starts as the gradients' (dead by then: no new buffer);
+        # the micro-steps in between return -0.0, selected in the caller's addition.
+        _, u, inner_state = jax.lax.while_loop(lambda carry: carry[0], apply,
+                                               (final, updates, state.inner_state))
+        u = jax.tree.map(lambda x: jnp.where(final, x, jnp.full_like(x, -0.0)), u)
+        grad_sum = jax.tree.map(lambda s: jnp.where(final, jnp.zeros_like(s), s), total)
+        value_sum = jnp.where(final, jnp.zeros_like(value_sum), value_sum)
         micro = jnp.where(final, 0, state.micro_step + 1).astype(jnp.int32)
         return u, AccumulateState(count=_numerics.next_count(state.count),
                                   inner_state=inner_state, grad_sum=grad_sum,
