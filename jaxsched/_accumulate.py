@@ -54,13 +54,9 @@ def accumulate(inner: optax.GradientTransformation, every: int) -> Transformatio
     gradient; other extra keywords are given as they arrive with the last micro-batch.
 
     Memory: one buffer like the gradients (float32 for bfloat16/float16 parameters) and a
-    scalar; `inner` runs in a `lax.while_loop` of at most one iteration, so the
-    micro-steps in between neither compute nor copy its state (a `lax.cond` made XLA copy
-    the whole inner state at every micro-step: 5% of the LSTM benchmark's step). The
-    update is therefore not reverse-mode differentiable (`jax.grad` through `update`);
-    forward mode, `jit`, `vmap` and `scan` work. `optax.MultiSteps` computes the inner
-    update at every micro-step and selects it, which holds a second copy of the inner
-    state in the compiled step.
+    scalar; `inner` runs under `lax.cond`, so the micro-steps in between neither compute
+    nor copy its state. `optax.MultiSteps` computes the inner update at every micro-step
+    and selects it, which holds a second copy of the inner state in the compiled step.
     With `js.flat_params` the buffer is one flat array per dtype. Where the micro-batches
     can all be in one train step, `accumulated_grad` needs no state at all.
 
@@ -120,8 +116,8 @@ def accumulate(inner: optax.GradientTransformation, every: int) -> Transformatio
         total = jax.tree.map(lambda s, g: s + g.astype(s.dtype), state.grad_sum, updates)
         final = state.micro_step >= jnp.asarray(every - 1, jnp.int32)
 
-        def apply(carry):
-            inner_state = carry[2]
+        def apply(operands):
+            total, inner_state, value_sum = operands
             mean = jax.tree.map(lambda s: s / jnp.asarray(every, s.dtype), total)
             kwargs = dict(extra_args)
             if value is not None:
@@ -130,18 +126,16 @@ def accumulate(inner: optax.GradientTransformation, every: int) -> Transformatio
             u = jax.tree.map(lambda x, g: x.astype(jnp.result_type(g)), u, updates)
             new_inner = jax.tree.map(lambda new, old: new.astype(jnp.result_type(old)),
                                      new_inner, inner_state)
-            return jnp.zeros_like(final), u, new_inner
+            return (u, new_inner, jax.tree.map(jnp.zeros_like, total),
+                    jnp.zeros_like(value_sum))
 
-        # `inner` runs in a loop of at most one iteration rather than a `lax.cond`: XLA
-        # keeps a loop's carry in place, so the micro-steps in between leave the inner
-        # state's (donated) buffers untouched, where a cond copies all of it every call.
-        # The loop's update buffer starts as the gradients' (dead by then: no new buffer);
-        # the micro-steps in between return -0.0, selected in the caller's addition.
-        _, u, inner_state = jax.lax.while_loop(lambda carry: carry[0], apply,
-                                               (final, updates, state.inner_state))
-        u = jax.tree.map(lambda x: jnp.where(final, x, jnp.full_like(x, -0.0)), u)
-        grad_sum = jax.tree.map(lambda s: jnp.where(final, jnp.zeros_like(s), s), total)
-        value_sum = jnp.where(final, jnp.zeros_like(value_sum), value_sum)
+        def hold(operands):
+            total, inner_state, value_sum = operands
+            return (jax.tree.map(lambda g: jnp.full_like(g, -0.0), updates), inner_state,
+                    total, value_sum)
+
+        u, inner_state, grad_sum, value_sum = jax.lax.cond(
+            final, apply, hold, (total, state.inner_state, value_sum))
         micro = jnp.where(final, 0, state.micro_step + 1).astype(jnp.int32)
         return u, AccumulateState(count=_numerics.next_count(state.count),
                                   inner_state=inner_state, grad_sum=grad_sum,
