@@ -322,6 +322,18 @@ def measure_sharded(num_arrays: int, num_params: int, reps: int) -> dict:
     return {"arrays": num_arrays, "params": num_params, **json.loads(line[4:])}
 
 
+def ratios(m: dict, base: dict) -> str:
+    """`m`'s time over `base`'s, per call / in program."""
+    return (f"{m['call_median_s'] / base['call_median_s']:.2f} / "
+            f"{m['program_median_s'] / base['program_median_s']:.2f}")
+
+
+def of_floor(m: dict, floor: dict) -> str:
+    """The floor's time as a percentage of `m`'s, per call / in program."""
+    return (f"{100 * floor['call_median_s'] / m['call_median_s']:.0f}% / "
+            f"{100 * floor['program_median_s'] / m['program_median_s']:.0f}%")
+
+
 def flat_scaling_markdown(rows: list[dict]) -> str:
     """The flat update of one parameter count in 1..N arrays, against its 1-array time."""
     lines = [("| params | arrays | per call (ms) | in program (ms) | vs 1 array (call / program) "
@@ -334,11 +346,7 @@ def flat_scaling_markdown(rows: list[dict]) -> str:
                 continue
             lines.append(
                 f"| {r['params']:,} | {a:,} | {m['call_median_s'] * 1e3:.3f} | "
-                f"{m['program_median_s'] * 1e3:.3f} | "
-                f"{m['call_median_s'] / one['call_median_s']:.2f} / "
-                f"{m['program_median_s'] / one['program_median_s']:.2f} | "
-                f"{100 * floor['call_median_s'] / m['call_median_s']:.0f}% / "
-                f"{100 * floor['program_median_s'] / m['program_median_s']:.0f}% |")
+                f"{m['program_median_s'] * 1e3:.3f} | {ratios(m, one)} | {of_floor(m, floor)} |")
     return "\n".join(lines)
 
 
@@ -383,15 +391,12 @@ def markdown(results: list[dict], names: list[str]) -> str:
                 continue
             m = r[name]
             floor = r[FLOOR]  # the copy of the same bytes, timed in the same loop
-            ratio = (f"{m['call_median_s'] / base['call_median_s']:.2f} / "
-                     f"{m['program_median_s'] / base['program_median_s']:.2f}") if base else "-"
+            ratio = ratios(m, base) if base else "-"
             lines.append(
                 f"| {r['params']:,} | {r['arrays']:,}{' (random sizes)' if r['random_sizes'] else ''} "
                 f"| {'yes' if r['donate'] else 'no'} | {name} | "
                 f"{m['call_median_s'] * 1e3:.2f} | {m['program_median_s'] * 1e3:.2f} | "
-                f"{100 * floor['call_median_s'] / m['call_median_s']:.0f}% / "
-                f"{100 * floor['program_median_s'] / m['program_median_s']:.0f}% | "
-                f"{ratio} | {m['compile_s']:.2f} | {m['hlo_ops']:,} |")
+                f"{of_floor(m, floor)} | {ratio} | {m['compile_s']:.2f} | {m['hlo_ops']:,} |")
     return "\n".join(lines)
 
 
