@@ -21,6 +21,7 @@ from jaxsched._builder import (Transformation, check_real_floats, check_same_tre
 from jaxsched import _combine, _warmup
 from jaxsched._hyper import Hyper, carries
 from jaxsched._numerics import float_dtype
+from jaxsched._spikes import applied_updates
 
 Array = jax.Array
 PyTree = Any
@@ -70,8 +71,8 @@ def _new_params(owner: str, updates: PyTree, params: PyTree) -> PyTree:
         raise ValueError(f"`{owner}` needs the parameters: call update(updates, state, params).")
     check_same_tree(owner, updates, params, what="the params")
     check_real_floats(owner, updates, "the updates")
-    return jax.tree.map(
-        lambda p, u: jnp.asarray(p + u).astype(jnp.result_type(p)), params, updates)
+    return jax.tree.map(lambda p, u: jnp.asarray(p + u).astype(jnp.result_type(p)),
+                        params, applied_updates(updates))
 
 
 def ema_params(decay: Hyper = 0.999, warmup: int = 0) -> Transformation:

@@ -192,6 +192,46 @@ def test_skip_spikes_bad_input():
     tx.update(jnp.ones(2), tx.init(jnp.zeros(2)))  # no loss needed
 
 
+@pytest.mark.parametrize("average", [lambda: js.ema_params(0.9),
+                                     lambda: js.swa(start=2)], ids=["ema_params", "swa"])
+def test_an_average_inside_skip_spikes_is_as_if_the_spike_never_happened(average):
+    make = lambda: js.chain(js.adamw(js.cosine_decay(1e-2, 30), weight_decay=0.1), average())
+    opt = js.skip_spikes(make(), on="both", window=6, threshold=6.0, warmup=4)
+    xs, ys = _data(12)
+    spike_at = 8
+    scales = [1.0] * 13
+    scales[spike_at] = 1e3
+    with_spike = (jnp.concatenate([xs[:spike_at + 1], xs[spike_at:]]),
+                  jnp.concatenate([ys[:spike_at + 1], ys[spike_at:]]))
+    p_spike, s_spike = _run(opt, *with_spike, scales=scales)
+    p_clean, s_clean = _run(opt, xs, ys)
+    assert int(s_spike.total_skips) == 1
+    _bitwise_equal((p_spike, s_spike.inner_state), (p_clean, s_clean.inner_state))
+    # No spike: bitwise the unwrapped chain, its average included.
+    p_u, s_u = _run(make(), xs, ys)
+    _bitwise_equal((p_clean, s_clean.inner_state), (p_u, s_u))
+    assert not np.array_equal(np.asarray(js.averaged_params(s_u)["w"]), np.asarray(p_u["w"]))
+
+
+def test_ema_inside_skip_spikes_reads_the_updated_parameters_without_copying_them():
+    """The average's `params + updates` is the train step's own sum (see
+    `_spikes.applied_updates`), so XLA adds once and copies no parameter."""
+    opt = js.skip_spikes(js.chain(js.adamw(1e-3), js.ema_params(0.99)), on="both")
+    params = {"w": jnp.ones((64, 32)), "b": jnp.ones(32)}
+
+    def step(params, state, grads, loss):
+        updates, state = opt.update(grads, state, params, value=loss)
+        return optax.apply_updates(params, updates), state
+
+    hlo = jax.jit(step, donate_argnums=(0, 1)).lower(
+        params, opt.init(params), params, jnp.float32(1.0)).compile().as_text()
+    entry = hlo[hlo.index("\nENTRY"):]
+    names = re.findall(r"%(\S+) = f32\[[0-9,]*\][^ ]* parameter\(\d+\), metadata=\{op_name=\"params", entry)
+    assert len(names) == 2, names
+    for name in names:
+        assert f"copy(%{name})" not in entry, name
+
+
 def test_skip_spikes_vmaps_over_threshold_and_state_is_stable():
     def run(threshold):
         tx = js.skip_spikes(js.sgd(1.0), window=4, threshold=threshold, warmup=2)
