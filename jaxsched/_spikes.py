@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from typing import Any, Iterator, NamedTuple, Optional
+from typing import Any, Callable, Iterator, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -43,8 +43,8 @@ class SkipSpikesState(NamedTuple):
     skipped: Array  # int32 []: 1 if the last update was skipped, else 0
 
 
-#: The skip decision of the `skip_spikes` whose inner update is being traced, or None.
-_SKIP: contextvars.ContextVar = contextvars.ContextVar("jaxsched_skip", default=None)
+#: How the skipping wrapper whose inner update is being traced gates its updates, or None.
+_GATE: contextvars.ContextVar = contextvars.ContextVar("jaxsched_gate", default=None)
 
 
 def _gate(skip: Array, u: Array) -> Array:
@@ -53,26 +53,28 @@ def _gate(skip: Array, u: Array) -> Array:
 
 
 def applied_updates(updates: PyTree) -> PyTree:
-    """`updates` as the caller will add them: gated by the enclosing `skip_spikes`, if any.
+    """`updates` as the caller will add them: gated by the enclosing skipping wrapper.
 
-    A parameter average inside `skip_spikes` (`ema_params`, `swa`) computes the new
-    parameters from these, so its `params + updates` is the very expression of the
-    train step's: XLA computes the sum once and the average reads the updated
-    parameters (with the ungated sum it reads the old ones while the step overwrites
-    them, and XLA copies every parameter first). Where the update is skipped the
-    average's value is discarded, so the result is the same either way.
+    A parameter average inside `skip_spikes` or `skip_nonfinite` (`ema_params`,
+    `swa`) computes the new parameters from these, so its `params + updates` is the
+    very expression of the train step's: XLA computes the sum once and the average
+    reads the updated parameters (with the ungated sum it reads the old ones while
+    the step overwrites them, and XLA copies every parameter first). Where the
+    update is skipped the wrapper discards the average's new value, so the result
+    is the same either way.
     """
-    skip = _SKIP.get()
-    return updates if skip is None else jax.tree.map(lambda u: _gate(skip, u), updates)
+    gate = _GATE.get()
+    return updates if gate is None else jax.tree.map(gate, updates)
 
 
 @contextlib.contextmanager
-def _deciding(skip: Array) -> Iterator[None]:
-    token = _SKIP.set(skip)
+def gating(gate: Callable[[Array], Array]) -> Iterator[None]:
+    """While tracing a skipping wrapper's inner update: `gate(u)` is what it returns for `u`."""
+    token = _GATE.set(gate)
     try:
         yield
     finally:
-        _SKIP.reset(token)
+        _GATE.reset(token)
 
 
 def _check_value(value: Any) -> Array:
@@ -229,7 +231,7 @@ def skip_spikes(inner: optax.GradientTransformation, on: str = "loss", *, window
         if max_consecutive is not None:
             skip = skip & (state.consecutive_skips < jnp.asarray(max_consecutive, jnp.int32))
 
-        with _deciding(skip):
+        with gating(lambda u: _gate(skip, u)):
             new_updates, new_inner = inner.update(updates, state.inner_state, params,
                                                   **extra_args)
         # The updates: a select, which XLA fuses into the caller's `params + updates`

@@ -213,10 +213,12 @@ def test_an_average_inside_skip_spikes_is_as_if_the_spike_never_happened(average
     assert not np.array_equal(np.asarray(js.averaged_params(s_u)["w"]), np.asarray(p_u["w"]))
 
 
-def test_ema_inside_skip_spikes_reads_the_updated_parameters_without_copying_them():
+@pytest.mark.parametrize("wrap", [lambda tx: js.skip_spikes(tx, on="both"), js.skip_nonfinite],
+                         ids=["skip_spikes", "skip_nonfinite"])
+def test_ema_inside_a_skipping_wrapper_reads_the_updated_parameters_without_copying_them(wrap):
     """The average's `params + updates` is the train step's own sum (see
     `_spikes.applied_updates`), so XLA adds once and copies no parameter."""
-    opt = js.skip_spikes(js.chain(js.adamw(1e-3), js.ema_params(0.99)), on="both")
+    opt = wrap(js.chain(js.adamw(1e-3), js.ema_params(0.99)))
     params = {"w": jnp.ones((64, 32)), "b": jnp.ones(32)}
 
     def step(params, state, grads, loss):

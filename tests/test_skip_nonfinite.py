@@ -40,7 +40,8 @@ def _bitwise_equal(a, b):
 @pytest.mark.parametrize("make", [
     lambda: js.adam(js.warmup(js.cosine_decay(1e-2, 20), 5)),
     lambda: optax.adam(optax.cosine_decay_schedule(1e-2, 20)),
-], ids=["js.adam+schedule", "optax.adam+schedule"])
+    lambda: js.chain(js.adam(1e-2), js.ema_params(0.9)),  # the average included
+], ids=["js.adam+schedule", "optax.adam+schedule", "js.adam+ema_params"])
 def test_inf_gradient_is_as_if_the_step_never_happened(make):
     params = {"w": jnp.ones((3, 2)), "b": jnp.zeros(2)}
     grads = _grads(12)
