@@ -114,6 +114,7 @@ def skip_nonfinite(inner: optax.GradientTransformation,
         skip = ~finite
         if max_consecutive is not None:
             skip = skip & (state.consecutive_skips < jnp.asarray(max_consecutive, jnp.int32))
+
         def gate(u: Array) -> Array:
             return jnp.where(skip, jnp.zeros_like(u), u)
 
