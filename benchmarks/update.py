@@ -134,24 +134,20 @@ FLAT_SIDES = ("jaxsched_flat", "jaxsched_flat_concat", "jaxsched_flat_per_array"
 MANY_ARRAY_SIDES = ("jaxsched_fused",) + FLAT_SIDES  # run at every tree size
 
 
-def flat_gradients(flat: js.FlatParams, grads: dict) -> js.FlatParams:
-    """The gradient tree as `jax.grad` through `flat.unflatten()` returns it: one concatenation."""
-    _, pullback = jax.vjp(lambda f: f.unflatten(), flat)
-    return pullback(grads)[0]
-
-
 def side_inputs(name: str, params: dict, grads: dict) -> tuple:
     """(params, grads) in the form the side's update takes."""
     if name not in FLAT_SIDES:
         return params, grads
     flat = js.flat_params(params, align=64 if name == "jaxsched_flat_per_array" else 1)
-    return flat, (grads if name == "jaxsched_flat_concat" else jax.jit(flat_gradients)(flat, grads))
+    if name == "jaxsched_flat_concat":
+        return flat, grads
+    return flat, jax.jit(groups_benchmark.flat_gradients)(flat, grads)
 
 
 def step_fn(tx, concat_grads: bool = False):
     def step(params, state, grads):
         if concat_grads:
-            grads = flat_gradients(params, grads)
+            grads = groups_benchmark.flat_gradients(params, grads)
         updates, state = tx.update(grads, state, params)
         return optax.apply_updates(params, updates), state
     return step

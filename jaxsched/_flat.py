@@ -98,11 +98,11 @@ class Layout:
         pattern of a run is one reduction over a static 2-D view of the
         buffer (rows of >= 64 elements: a product with a vector of ones,
         which XLA:CPU runs as fast as the sum of one array) and the sums
-        come back by broadcasting (no scatter, no gather). Otherwise, with arrays aligned to >= 8 elements
-        (`flat_params(align=...)`), or all starting and ending at multiples
-        of one block of >= 8 elements, the sums are block sums of a reshape
-        plus a segment sum over the blocks; else a segment sum over the
-        elements.
+        come back by broadcasting (no scatter, no gather). Otherwise, with
+        arrays aligned to >= 8 elements (`flat_params(align=...)`), or all
+        starting and ending at multiples of one block of >= 8 elements, the
+        sums are block sums of a reshape plus a segment sum over the blocks;
+        else a segment sum over the elements.
         """
         sums, spread = self.array_reduce(b)
         return lambda x: spread(sums(x))

@@ -11,7 +11,7 @@ import optax
 from jaxsched import _checks, _numerics
 from jaxsched._builder import Transformation, describe
 from jaxsched._hyper import carries
-from jaxsched._spikes import gating
+from jaxsched._spikes import gated_update
 
 Array = jax.Array
 PyTree = Any
@@ -115,13 +115,8 @@ def skip_nonfinite(inner: optax.GradientTransformation,
         if max_consecutive is not None:
             skip = skip & (state.consecutive_skips < jnp.asarray(max_consecutive, jnp.int32))
 
-        def gate(u: Array) -> Array:
-            return jnp.where(skip, jnp.zeros_like(u), u)
-
-        with gating(gate):  # an average inside adds these, the train step's own sum
-            new_updates, new_inner = inner.update(updates, state.inner_state, params,
-                                                  **extra_args)
-        out = jax.tree.map(gate, new_updates)
+        out, new_inner = gated_update(inner, lambda u: jnp.where(skip, jnp.zeros_like(u), u),
+                                      updates, state.inner_state, params, extra_args)
         inner_state = jax.tree.map(
             lambda old, new: jnp.where(skip, old, new).astype(jnp.result_type(new)),
             state.inner_state, new_inner)

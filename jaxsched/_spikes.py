@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
-from typing import Any, Callable, Iterator, NamedTuple, Optional
+import functools
+from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -67,14 +67,20 @@ def applied_updates(updates: PyTree) -> PyTree:
     return updates if gate is None else jax.tree.map(gate, updates)
 
 
-@contextlib.contextmanager
-def gating(gate: Callable[[Array], Array]) -> Iterator[None]:
-    """While tracing a skipping wrapper's inner update: `gate(u)` is what it returns for `u`."""
+def gated_update(inner: optax.GradientTransformation, gate: Callable[[Array], Array],
+                 updates: PyTree, inner_state: PyTree, params: PyTree,
+                 extra_args: dict) -> tuple[PyTree, PyTree]:
+    """A skipping wrapper's call of `inner.update`: (gate(u) per leaf, new inner state).
+
+    While `inner` is traced, `applied_updates` gates with the same `gate`, so an
+    average inside adds exactly what the caller will add.
+    """
     token = _GATE.set(gate)
     try:
-        yield
+        new_updates, new_inner = inner.update(updates, inner_state, params, **extra_args)
     finally:
         _GATE.reset(token)
+    return jax.tree.map(gate, new_updates), new_inner
 
 
 def _check_value(value: Any) -> Array:
@@ -231,12 +237,10 @@ def skip_spikes(inner: optax.GradientTransformation, on: str = "loss", *, window
         if max_consecutive is not None:
             skip = skip & (state.consecutive_skips < jnp.asarray(max_consecutive, jnp.int32))
 
-        with gating(lambda u: _gate(skip, u)):
-            new_updates, new_inner = inner.update(updates, state.inner_state, params,
-                                                  **extra_args)
         # The updates: a select, which XLA fuses into the caller's `params + updates`
         # exactly as it fuses the unwrapped optimizer's (bitwise the same parameters).
-        out = jax.tree.map(lambda u: _gate(skip, u), new_updates)
+        out, new_inner = gated_update(inner, functools.partial(_gate, skip), updates,
+                                      state.inner_state, params, extra_args)
         # The state: a cond, so an applied update writes the new state over the old
         # (donated) buffers once and a skipped one keeps them; a select here reads the
         # old state in two loops and makes XLA copy all of it first.
