@@ -58,6 +58,28 @@ class Transformation(optax.GradientTransformationExtraArgs):
     with_mask: Optional[Callable[[Any], "Transformation"]] = None
     exact_on_flat: bool = False
     wrapped: tuple = ()
+    spec: Any = None
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Spec:
+    """What `transformation` was given: how a builder-made transformation is made.
+
+    Parameter groups sharing a buffer (`_shared_groups`) run the same `step`
+    for several groups at once from it.
+    """
+
+    name: str
+    state: type
+    hypers: Mapping[str, Hyper]
+    step: Callable[..., Any]
+    buffers: Mapping[str, Buffer]
+    needs_params: bool
+    prepare: Any
+    measured: Mapping[str, Any]
+    mask: Any
+    per_array: bool
+    finish: Any
 
 
 def describe(tx: optax.GradientTransformation, **attributes: Any) -> Transformation:
@@ -452,6 +474,8 @@ def transformation(owner: str, state: type, hypers: Mapping[str, Hyper],
                               mask=new_mask, per_array=per_array, segment_sums=segment_sums,
                               finish=finish, batch_as=batch_as)
 
+    spec = Spec(name, state, hypers, step, buffers, needs_params, prepare, measured, mask,
+                per_array, finish)
     return describe(optax.GradientTransformationExtraArgs(init, update), per_array=per_array,
                     name=name, needs_params=needs_params, mask=mask, with_mask=with_mask,
-                    exact_on_flat=True)
+                    exact_on_flat=True, spec=spec)

@@ -21,6 +21,7 @@ sharding.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Mapping
@@ -79,6 +80,14 @@ class Layout:
         skeleton = jax.tree.unflatten(self.treedef, list(range(len(self.shapes))))
         return [jax.tree_util.keystr(p) for p, _ in
                 jax.tree_util.tree_flatten_with_path(skeleton)[0]]
+
+    def concat_order(self) -> list:
+        """The leaves' indices by (buffer, offset): the order they are concatenated in
+        (tree order, unless groups share a buffer)."""
+        if "concat_order" not in self._cache:
+            self._cache["concat_order"] = sorted(range(len(self.places)),
+                                                 key=lambda i: self.places[i])
+        return self._cache["concat_order"]
 
     def segments(self, b: int) -> tuple:
         """(offset, size, shape) of every array in buffer `b`, by offset."""
@@ -368,7 +377,8 @@ def _views(layout: Layout, buffers: tuple) -> list:
 def _concat(layout: Layout, leaves: list) -> tuple:
     parts: list = [[] for _ in layout.sizes]
     ends = [0] * len(layout.sizes)
-    for leaf, (b, offset) in zip(leaves, layout.places):
+    for i in layout.concat_order():
+        leaf, (b, offset) = leaves[i], layout.places[i]
         if layout.whole[b]:
             parts[b].append(jnp.asarray(leaf).astype(layout.dtypes[b]))
             continue
@@ -513,6 +523,17 @@ def _hashable_label(owner: str, label: Any, path: tuple) -> Any:
     return label
 
 
+@dataclasses.dataclass(frozen=True)
+class Shared:
+    """The label of a buffer several labels share: `(label, start, stop)` of each label's
+    segment, in buffer order (the first starts at 0; a gap belongs to the segment before)."""
+
+    segments: tuple
+
+    def __str__(self) -> str:
+        return "shared"
+
+
 def sharding_key(leaf: Any) -> Any:
     """The sharding of a leaf placed across devices in some way other than full
     replication (it keeps a buffer of its own); None otherwise (and for tracers)."""
@@ -527,38 +548,48 @@ def sharding_key(leaf: Any) -> Any:
 
 def build_layout(owner: str, tree: PyTree, labels: Optional[list] = None, *,
                  multiple_of: int = 1, align: int = 1, max_arrays: Optional[int] = None,
-                 max_flat_size: Optional[int] = None) -> Layout:
+                 max_flat_size: Optional[int] = None,
+                 share: Optional[Callable[[Any], bool]] = None) -> Layout:
     """Place every leaf of `tree`: the one layout of `flat_params` and `fuse`.
 
     Leaves with the same dtype, label and sharding share a buffer (at most
     `max_arrays` per buffer); a leaf that is sharded (not fully replicated)
     or larger than `max_flat_size` is a buffer of its own, in its own shape.
     Each array starts at a multiple of `align`; each flat buffer is padded to
-    a multiple of lcm(multiple_of, align).
+    a multiple of lcm(multiple_of, align). Labels for which `share(label)`
+    is True share one buffer per dtype and sharding, each label's arrays a
+    contiguous segment (the buffer's label is a `Shared`).
     """
     path_leaves, treedef = jax.tree_util.tree_flatten_with_path(tree)
     if labels is None:
         labels = [None] * len(path_leaves)
+    labels = [_hashable_label(owner, label, path) for (path, _), label in zip(path_leaves, labels)]
+    order = list(range(len(path_leaves)))
+    if share is not None:  # each label's arrays together, labels in order of appearance
+        rank = {label: r for r, label in reversed(list(enumerate(labels)))}
+        order.sort(key=lambda i: rank[labels[i]])
     unit = math.lcm(multiple_of, align)
     keys: dict = {}  # (dtype, label, sharding) -> the open buffer's index
-    places: list = []
-    shapes: list = []
+    segments: dict = {}  # shared buffer -> [[label, start, stop], ...]
+    places: list = [None] * len(path_leaves)
+    shapes: list = [None] * len(path_leaves)
     counts: list[int] = []
     members: list[int] = []
     dtypes: list = []
     buffer_labels: list = []
     whole: list = []
-    for (path, leaf), label in zip(path_leaves, labels):
+    for i in order:
+        (path, leaf), label = path_leaves[i], labels[i]
         dtype = jnp.result_type(leaf)
         if not jnp.issubdtype(dtype, jnp.inexact):
             raise TypeError(f"`{owner}(tree=...)` holds only floating-point arrays, got "
                             f"{dtype} at {jax.tree_util.keystr(path)}.")
-        label = _hashable_label(owner, label, path)
         shape = tuple(np.shape(leaf))
         size = math.prod(shape)
         sharded = sharding_key(leaf)
         alone = sharded is not None or (max_flat_size is not None and size > max_flat_size)
-        key = (str(dtype), label, sharded)
+        shared = share is not None and not alone and share(label)
+        key = (str(dtype), Shared if shared else label, sharded)
         b = None if alone else keys.get(key)
         if b is None or (max_arrays is not None and members[b] >= max_arrays):
             b = len(counts)
@@ -570,10 +601,19 @@ def build_layout(owner: str, tree: PyTree, labels: Optional[list] = None, *,
             if not alone:
                 keys[key] = b
         offset = -(-counts[b] // align) * align
-        places.append((b, offset))
-        shapes.append(shape)
+        places[i] = (b, offset)
+        shapes[i] = shape
         counts[b] = offset + size
         members[b] += 1
+        if shared:
+            runs = segments.setdefault(b, [])
+            if runs and runs[-1][0] == label:
+                runs[-1][2] = offset + size
+            else:
+                runs.append([label, offset, offset + size])
+    for b, runs in segments.items():
+        buffer_labels[b] = Shared(tuple((label, 0 if r == 0 else start, stop)
+                                        for r, (label, start, stop) in enumerate(runs)))
     padded = tuple(n if w else -(-n // unit) * unit for n, w in zip(counts, whole))
     return Layout(_Fields(treedef, tuple(shapes), tuple(places), tuple(counts), padded,
                           tuple(dtypes), tuple(buffer_labels), tuple(whole), align))
@@ -607,7 +647,7 @@ def check_matches(owner: str, layout: Layout, tree: PyTree, what: str = "the tre
 
 
 def flat_params(tree: PyTree, group: PyTree | Callable | None = None,
-                multiple_of: int = 1, align: int = 1) -> FlatParams:
+                multiple_of: int = 1, align: int = 1, *, share: bool = False) -> FlatParams:
     """Store a parameter tree as one flat buffer per dtype, group label and sharding.
 
     buffer[d, label] = concatenate(ravel(x) for x in leaves with dtype d and that label)
@@ -638,6 +678,11 @@ def flat_params(tree: PyTree, group: PyTree | Callable | None = None,
         for arrays with no repeating pattern, 64 makes them faster (block
         sums of 64 elements), at the cost of up to `align - 1` zeros per
         array.
+      share: (with `group`) the labels share one buffer per dtype, each
+        label's arrays a contiguous segment, so that an optimizer with
+        parameter groups updates all of them in one pass over the buffer
+        (`group=js.group_labels(groups)`; the labels of frozen groups keep
+        buffers of their own, which hold no optimizer state). Keyword-only.
 
     Returns:
       a `FlatParams`.
@@ -645,7 +690,8 @@ def flat_params(tree: PyTree, group: PyTree | Callable | None = None,
     Raises:
       TypeError: if a leaf is not a floating-point array, or `group` has not
         the structure of `tree`.
-      ValueError: if `multiple_of` or `align` is < 1.
+      ValueError: if `multiple_of` or `align` is < 1, or `share` is True
+        without `group`.
 
     Example:
         >>> import jax, jax.numpy as jnp, jaxsched as js
@@ -659,6 +705,9 @@ def flat_params(tree: PyTree, group: PyTree | Callable | None = None,
     """
     _checks.integer("flat_params", "multiple_of", multiple_of, lo=1)
     _checks.integer("flat_params", "align", align, lo=1)
+    _checks.boolean("flat_params", "share", share)
+    if share and group is None:
+        raise ValueError("`flat_params(share=...)` must be False without `group=`, got True.")
     if isinstance(tree, FlatParams):
         raise TypeError("`flat_params(tree=...)` is already a FlatParams.")
     treedef: Any = jax.tree.structure(tree)
@@ -670,5 +719,7 @@ def flat_params(tree: PyTree, group: PyTree | Callable | None = None,
         if group_structure != treedef:
             raise TypeError(f"`flat_params(group=...)` must have the structure of the "
                             f"parameters, got {group_def} for {treedef}.")
-    layout = build_layout("flat_params", tree, labels, multiple_of=multiple_of, align=align)
+    separate = frozenset(getattr(group, "separate", ())) if share else frozenset()
+    layout = build_layout("flat_params", tree, labels, multiple_of=multiple_of, align=align,
+                          share=(lambda label: label not in separate) if share else None)
     return flatten(layout, tree)

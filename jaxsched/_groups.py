@@ -33,15 +33,16 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxsched import _checks
+from jaxsched import _checks, _shared_groups
 from jaxsched._builder import Transformation, describe, structure
-from jaxsched._flat import FlatParams
+from jaxsched._flat import FlatParams, Shared
 from jaxsched._hyper import holds_groups
 
 PyTree = Any
 Pattern = Union[str, Callable[[str, Any], Any]]
 
 DEFAULT = "default"  # the group of the parameters that no group matches
+SHARED = "/shared"  # the label of a buffer several groups share (no group name has "/")
 
 _KEYS = (jax.tree_util.DictKey, jax.tree_util.SequenceKey, jax.tree_util.GetAttrKey,
          jax.tree_util.FlattenedIndexKey)
@@ -227,7 +228,19 @@ def labels_of(owner: str, groups: Mapping[str, Group], tree: PyTree) -> list[str
     """The group name of every leaf of `tree`, in order; checks every group matches."""
     items = _items(owner, tree)
     labels = []
+    shared: set = set()
     for path, leaf, buffer_label in items:
+        if isinstance(buffer_label, Shared):
+            names = [segment[0] for segment in buffer_label.segments]
+            unknown = [n for n in names if not (isinstance(n, str) and (n in groups or n == DEFAULT))]
+            if unknown:
+                raise ValueError(f"`{owner}(groups=...)`: the flat buffer {path!r} is shared by "
+                                 f"the labels {names}, of which {unknown} name no group; build it "
+                                 f"with `flat_params(tree, group=js.group_labels(groups), "
+                                 f"share=True)`.")
+            shared.update(names)
+            labels.append(SHARED)
+            continue
         if isinstance(buffer_label, str) and (buffer_label in groups or buffer_label == DEFAULT):
             labels.append(buffer_label)
             continue
@@ -237,7 +250,7 @@ def labels_of(owner: str, groups: Mapping[str, Group], tree: PyTree) -> list[str
                 break
         else:
             labels.append(DEFAULT)
-    used = set(labels)
+    used = set(labels) | shared
     for name, g in groups.items():
         if name in used:
             continue
@@ -255,8 +268,9 @@ def group_labels(groups: Mapping[str, Group]) -> Callable[[PyTree], PyTree]:
 
     Its result is a tree like the parameters holding group names: the
     `group=` of `js.flat_params` (one buffer per group and dtype, so that the
-    grouped optimizer updates each group as one array) or the
-    `param_labels` of `optax.multi_transform`.
+    grouped optimizer updates each group as one array; with `share=True`
+    one buffer per dtype for all trainable groups, updated in one pass, and
+    one per frozen group) or the `param_labels` of `optax.multi_transform`.
 
     labels(tree)[path] = the first group whose pattern matches path, else "default"
 
@@ -286,12 +300,22 @@ def group_labels(groups: Mapping[str, Group]) -> Callable[[PyTree], PyTree]:
     def labels(tree: PyTree) -> PyTree:
         return structure(tree).unflatten(labels_of("group_labels", checked, tree))
 
+    # `flat_params(share=True)` keeps the frozen groups in buffers of their own.
+    labels.separate = frozenset(name for name, g in checked.items() if g.frozen)  # type: ignore[attr-defined]
     return labels
 
 
 # ---------------------------------------------------------------- the grouped transformation
 
-@holds_groups("groups", unprefixed=DEFAULT)
+def _shared_views(state: Any) -> list:
+    shared = state.shared
+    if not isinstance(shared, _shared_groups.SharedState):
+        return []
+    return [(name, tuple(_shared_groups.pick(s, g) for s in shared.states))
+            for g, name in enumerate(shared.names)]
+
+
+@holds_groups("groups", unprefixed=DEFAULT, more=_shared_views)
 class GroupsState(NamedTuple):
     """State of an optimizer with parameter groups (`groups=`).
 
@@ -306,6 +330,7 @@ class GroupsState(NamedTuple):
     groups: dict  # {group name: the group's state ("default": unmatched parameters; frozen: ())}
     reset: dict  # {group name: bool []}: re-initialise the group at its next update
     labels: Any  # like the parameters, each leaf replaced by {group name: None}: no arrays
+    shared: Any = ()  # the state of the groups sharing flat buffers (`_shared_groups`)
 
 
 def _part(treedef: Any, leaves: list, members: list[int]) -> PyTree:
@@ -343,17 +368,66 @@ def combine(owner: str, transforms: Mapping[str, Transformation | None],
     (None for a frozen group).
     """
 
+    def shared_leaves(tree: PyTree, labels: list, names: tuple) -> list:
+        """A `_shared_groups.Leaf` for each shared buffer of `tree`."""
+        items = _items(owner, tree)
+        out = []
+        for i, ((_, _, buffer_label), label) in enumerate(zip(items, labels)):
+            if label == SHARED:
+                segments = buffer_label.segments
+                out.append(_shared_groups.Leaf(i, tuple(names.index(n) for n, _, _ in segments),
+                                               tuple(start for _, start, _ in segments)))
+        return out
+
+    def init_shared(labels: list, leaves: list, params: PyTree) -> Any:
+        """The state of the groups sharing buffers (() if none do); refuses what they cannot do."""
+        if SHARED not in labels:
+            return ()
+        present = {n for _, _, b in _items(owner, params) if isinstance(b, Shared)
+                   for n, _, _ in b.segments}
+        frozen = [n for n in present if transforms[n] is None]
+        if frozen:
+            raise ValueError(f"`{owner}(groups=...)`: the frozen group {frozen[0]!r} shares a "
+                             f"flat buffer; build it with `flat_params(tree, "
+                             f"group=js.group_labels(groups), share=True)`, which keeps frozen "
+                             f"groups apart, so that they hold no state.")
+        apart = sorted({lab for lab in labels if lab in present})
+        if apart:
+            raise ValueError(f"`{owner}(groups=...)`: group {apart[0]!r} has parameters both in "
+                             f"a shared flat buffer and outside it; put all of its parameters "
+                             f"in the `flat_params(..., share=True)` buffers.")
+        names = tuple(n for n in transforms if n in present)
+        try:
+            per_group = [_shared_groups.specs_of(transforms[n]) for n in names]
+            _shared_groups.check_specs(names, per_group)
+            members = [leaves[i] for i, lab in enumerate(labels) if lab == SHARED]
+            state = _shared_groups.init(names, per_group, members)
+            infos = shared_leaves(params, labels, names)  # a trial update, traced only
+            fresh = jnp.zeros([len(names)], jnp.bool_)
+            jax.eval_shape(lambda st, m: _shared_groups.update(owner, per_group, st, fresh, m, m,
+                                                               infos), state, members)
+        except _shared_groups.NotShareable as err:
+            raise ValueError(f"`{owner}(groups=...)`: the groups {', '.join(map(repr, names))} "
+                             f"cannot share a flat buffer exactly: {err}. Build the parameters "
+                             f"with one buffer per group (`flat_params(tree, "
+                             f"group=js.group_labels(groups))`, share=False).") from None
+        return state
+
     def init(params: PyTree) -> GroupsState:
         labels = labels_of(owner, groups, params)
         treedef = structure(params)
         leaves = treedef.flatten_up_to(params)
+        shared = init_shared(labels, leaves, params)
+        in_shared = set(shared.names) if shared else set()
         states: dict = {}
         for name, tx in transforms.items():
             members = [i for i, label in enumerate(labels) if label == name]
-            states[name] = () if tx is None else tx.init(_part(treedef, leaves, members))
+            states[name] = (() if tx is None or name in in_shared
+                            else tx.init(_part(treedef, leaves, members)))
         reset = {name: jnp.zeros([], jnp.bool_) for name, tx in transforms.items()
                  if tx is not None}
-        return GroupsState(states, reset, treedef.unflatten([{lab: None} for lab in labels]))
+        return GroupsState(states, reset, treedef.unflatten([{lab: None} for lab in labels]),
+                           shared)
 
     def update(updates: PyTree, state: GroupsState, params: PyTree = None, **extra_args: Any):
         treedef = structure(updates)
@@ -373,8 +447,23 @@ def combine(owner: str, transforms: Mapping[str, Transformation | None],
         param_leaves = None if params is None else treedef.flatten_up_to(params)
         out = list(leaves)
         new_states: dict = {}
+        shared = state.shared
+        in_shared = set(shared.names) if shared else set()
+        if shared:
+            infos = shared_leaves(updates, labels, shared.names)
+            per_group = [_shared_groups.specs_of(transforms[n]) for n in shared.names]
+            fresh = jnp.stack([state.reset[n] for n in shared.names])
+            u, shared = _shared_groups.update(
+                owner, per_group, shared, fresh, [leaves[info.position] for info in infos],
+                None if param_leaves is None else [param_leaves[info.position] for info in infos],
+                infos)
+            for info, x in zip(infos, u):
+                out[info.position] = x
         for name, tx in transforms.items():
             members = [i for i, label in enumerate(labels) if label == name]
+            if name in in_shared:
+                new_states[name] = ()
+                continue
             if tx is None:
                 for i in members:
                     out[i] = jnp.zeros_like(leaves[i])
@@ -388,7 +477,7 @@ def combine(owner: str, transforms: Mapping[str, Transformation | None],
             for i, x in zip(members, jax.tree.leaves(u)):
                 out[i] = x
         reset = {name: jnp.zeros_like(flag) for name, flag in state.reset.items()}
-        return treedef.unflatten(out), GroupsState(new_states, reset, state.labels)
+        return treedef.unflatten(out), GroupsState(new_states, reset, state.labels, shared)
 
     active = [tx for tx in transforms.values() if tx is not None]
     return describe(optax.GradientTransformationExtraArgs(init, update), name=owner,
@@ -439,7 +528,10 @@ def reset_group(opt_state: Any, name: str) -> Any:
         found.append(tuple(x.groups))
         if name not in x.reset:
             return x
-        return x._replace(reset={**x.reset, name: jnp.ones_like(x.reset[name])})
+        shared = x.shared
+        if isinstance(shared, _shared_groups.SharedState) and name in shared.names:
+            shared = dataclasses.replace(shared, uniform=False)  # its count restarts alone
+        return x._replace(reset={**x.reset, name: jnp.ones_like(x.reset[name])}, shared=shared)
 
     out = jax.tree.map(mark, opt_state, is_leaf=lambda x: isinstance(x, GroupsState))
     if not any(name in names for names in found):

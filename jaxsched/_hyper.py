@@ -75,19 +75,22 @@ def carries(owner: str, measured: tuple[str, ...] = ()) -> Callable[[type], type
 
 
 # State classes holding one state per parameter group: class -> (the field
-# holding {group name: state}, the name of the group reported without prefix).
-_GROUPED: dict[type, tuple[str, str]] = {}
+# holding {group name: state}, the name of the group reported without prefix,
+# a function giving more (group name, state) pairs, or None).
+_GROUPED: dict[type, tuple[str, str, Any]] = {}
 
 
-def holds_groups(field: str, unprefixed: str) -> Callable[[type], type]:
+def holds_groups(field: str, unprefixed: str,
+                 more: Callable[[Any], list] | None = None) -> Callable[[type], type]:
     """Declare a state class whose `field` maps group names to states.
 
     Values found in a group's state are reported as `<group>/<name>`, those
-    of the group `unprefixed` under their plain names.
+    of the group `unprefixed` under their plain names; `more(state)` lists
+    further (group name, state) pairs (groups sharing a buffer).
     """
 
     def register(cls: type) -> type:
-        _GROUPED[cls] = (field, unprefixed)
+        _GROUPED[cls] = (field, unprefixed, more)
         return cls
 
     return register
@@ -105,8 +108,9 @@ def _collect(opt_state: Any, measured: bool) -> list[tuple[str, str, str, Any]]:
     def visit(x: Any, prefix: str = "") -> None:
         grouped = _GROUPED.get(type(x))
         if grouped is not None:
-            field, unprefixed = grouped
-            for name, child in getattr(x, field).items():
+            field, unprefixed, more = grouped
+            pairs = list(getattr(x, field).items()) + (more(x) if more is not None else [])
+            for name, child in pairs:
                 visit(child, prefix if name == unprefixed else f"{prefix}{name}/")
             return
         carrier = _CARRIERS.get(type(x))

@@ -74,3 +74,19 @@ def test_flat_scaling_table(tmp_path):
                           "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
                          timeout=120)
     assert bad.returncode != 0 and "--flat-scaling" in bad.stderr
+
+
+def test_groups_benchmark_times_both_layouts(tmp_path):
+    """benchmarks/groups.py: one group, 3 groups in one shared buffer, 3 buffers."""
+    proc = subprocess.run([sys.executable, "benchmarks/groups.py", "--arrays", "20", "--params",
+                           "2000", "--reps", "3", "--out", str(tmp_path)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((tmp_path / "groups.json").read_text())
+    assert report["buffers"] == {"one_group": 1, "three_groups": 1, "three_buffers": 3}
+    for key in ("ratio", "program_ratio", "ratio_three_buffers", "program_ratio_three_buffers"):
+        assert report[key] > 0
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import update  # benchmarks/update.py's table of it
+    table = update.groups_markdown([report])
+    assert table.count("\n") == 2 and "| 20 | 2,000 |" in table

@@ -10,6 +10,9 @@ the same batches; the trajectories agree to rtol 1e-10.
 PyTorch's Adam and SGD add `weight_decay * p` to the gradient before the
 moments (coupled L2): `js.chain(js.add_decayed_weights(wd, groups=...),
 js.adam(lr, groups=...))`. AdamW decouples it: `js.adamw`.
+
+Each runs on the parameter tree and on `js.flat_params(share=True)`, where
+the trainable groups share one buffer and are updated in one pass.
 """
 
 from __future__ import annotations
@@ -105,29 +108,37 @@ def _jaxsched_opt(kind):
     return js.chain(decay, js.momentum(d["lr"], d["momentum"], groups=_groups(kind)))
 
 
-def _jaxsched_run(kind):
+def _jaxsched_run(kind, shared):
     opt = _jaxsched_opt(kind)
     ids, y = _batches()
+    tree = jax.tree.map(jnp.asarray, _tree(_init()))
+    if shared:
+        params = js.flat_params(tree, group=js.group_labels(_groups(kind)), share=True)
+        assert len(jax.tree.leaves(params)) == 2  # the trainable groups' buffer, the frozen one
+        loss, view = (lambda f, *b: _loss_jax(f.unflatten(), *b)), (lambda f: f.unflatten())
+    else:
+        params, loss, view = tree, _loss_jax, (lambda p: p)
 
     @jax.jit
     def run(params):
         def body(carry, batch):
             p, s = carry
-            g = jax.grad(_loss_jax)(p, *batch)
+            g = jax.grad(loss)(p, *batch)
             u, s = opt.update(g, s, p)
             p = jax.tree.map(lambda a, b: a + b, p, u)
-            return (p, s), p
+            return (p, s), view(p)
         return jax.lax.scan(body, (params, opt.init(params)), (jnp.asarray(ids), jnp.asarray(y)))
 
-    (_, state), ps = run(jax.tree.map(jnp.asarray, _tree(_init())))
+    (_, state), ps = run(params)
     return ps, state
 
 
+@pytest.mark.parametrize("shared", [False, True], ids=["tree", "shared_buffer"])
 @pytest.mark.parametrize("kind", ["adamw", "adam", "sgd"])
-def test_three_param_groups_match_pytorch_for_200_steps(kind):
+def test_three_param_groups_match_pytorch_for_200_steps(kind, shared):
     assert jax.config.jax_enable_x64
     theirs = _torch_run(kind)
-    ours, state = _jaxsched_run(kind)
+    ours, state = _jaxsched_run(kind, shared)
     init = _init()
     for key in SHAPES:
         got = ours
