@@ -15,7 +15,8 @@ donated:
   group=js.group_labels(groups))`: one buffer per group, each group's update
   one array's.
 
-The sides alternate call by call, so machine noise hits all. Reported:
+The sides alternate call by call in a rotating order, so machine noise hits
+all alike. Reported:
 the median time of one jitted call (what a training loop pays, with JAX's
 cost of passing every state array in and out: the grouped state has a
 count and the hyperparameters used for each group) and of one update inside
@@ -124,7 +125,8 @@ def main(argv: list[str] | None = None) -> dict:
     program: dict[str, list[float]] = {name: [] for name in sides}
     live = {name: (s[1], s[2]) for name, s in sides.items()}
     for rep in range(args.reps + 10):  # 10 warm-up calls each
-        order = list(sides) if rep % 2 == 0 else list(sides)[::-1]
+        names = list(sides)  # each side takes each place in the rotation equally often
+        order = names[rep % len(names):] + names[:rep % len(names)]
         for name in order:
             compiled, _, _, grads, _, _ = sides[name]
             p, s = live[name]

@@ -329,6 +329,7 @@ class GroupsState(NamedTuple):
 
     groups: dict  # {group name: the group's state ("default": unmatched parameters; frozen: ())}
     reset: dict  # {group name: bool []}: re-initialise the group at its next update
+    #              (the groups sharing a flat buffer have their marks in `shared`)
     labels: Any  # like the parameters, each leaf replaced by {group name: None}: no arrays
     shared: Any = ()  # the state of the groups sharing flat buffers (`_shared_groups`)
 
@@ -403,9 +404,8 @@ def combine(owner: str, transforms: Mapping[str, Transformation | None],
             members = [leaves[i] for i, lab in enumerate(labels) if lab == SHARED]
             state = _shared_groups.init(names, per_group, members)
             infos = shared_leaves(params, labels, names)  # a trial update, traced only
-            fresh = jnp.zeros([len(names)], jnp.bool_)
-            jax.eval_shape(lambda st, m: _shared_groups.update(owner, per_group, st, fresh, m, m,
-                                                               infos), state, members)
+            jax.eval_shape(lambda st, m: _shared_groups.update(owner, per_group, st, m, m, infos),
+                           state, members)
         except _shared_groups.NotShareable as err:
             raise ValueError(f"`{owner}(groups=...)`: the groups {', '.join(map(repr, names))} "
                              f"cannot share a flat buffer exactly: {err}. Build the parameters "
@@ -425,7 +425,7 @@ def combine(owner: str, transforms: Mapping[str, Transformation | None],
             states[name] = (() if tx is None or name in in_shared
                             else tx.init(_part(treedef, leaves, members)))
         reset = {name: jnp.zeros([], jnp.bool_) for name, tx in transforms.items()
-                 if tx is not None}
+                 if tx is not None and name not in in_shared}  # shared ones: in `shared`
         return GroupsState(states, reset, treedef.unflatten([{lab: None} for lab in labels]),
                            shared)
 
@@ -452,9 +452,8 @@ def combine(owner: str, transforms: Mapping[str, Transformation | None],
         if shared:
             infos = shared_leaves(updates, labels, shared.names)
             per_group = [_shared_groups.specs_of(transforms[n]) for n in shared.names]
-            fresh = jnp.stack([state.reset[n] for n in shared.names])
             u, shared = _shared_groups.update(
-                owner, per_group, shared, fresh, [leaves[info.position] for info in infos],
+                owner, per_group, shared, [leaves[info.position] for info in infos],
                 None if param_leaves is None else [param_leaves[info.position] for info in infos],
                 infos)
             for info, x in zip(infos, u):
@@ -526,12 +525,11 @@ def reset_group(opt_state: Any, name: str) -> Any:
         if not isinstance(x, GroupsState):
             return x
         found.append(tuple(x.groups))
+        if isinstance(x.shared, _shared_groups.SharedState) and name in x.shared.names:
+            return x._replace(shared=_shared_groups.reset(x.shared, name))
         if name not in x.reset:
             return x
-        shared = x.shared
-        if isinstance(shared, _shared_groups.SharedState) and name in shared.names:
-            shared = dataclasses.replace(shared, uniform=False)  # its count restarts alone
-        return x._replace(reset={**x.reset, name: jnp.ones_like(x.reset[name])}, shared=shared)
+        return x._replace(reset={**x.reset, name: jnp.ones_like(x.reset[name])})
 
     out = jax.tree.map(mark, opt_state, is_leaf=lambda x: isinstance(x, GroupsState))
     if not any(name in names for names in found):

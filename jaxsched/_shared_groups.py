@@ -243,6 +243,7 @@ class SharedState:
     order: `names`), and buffers over the whole shared buffers."""
 
     states: tuple
+    fresh: Array  # bool [groups]: re-initialise the group at its next update (`reset_group`)
     names: tuple = dataclasses.field(metadata={"static": True})
     # True while no group was reset alone: every group's count is the same, so the
     # values that depend only on the count are computed once for all groups.
@@ -281,7 +282,7 @@ def init(names: Sequence[str], per_group: Sequence[list], leaves: list) -> Share
         parts = {"count": count, "hyperparams": {k: jnp.stack([v[k] for v in values], -1)
                                                 for k in spec.hypers}, **buffers}
         states.append(spec.state(**{f: parts.get(f, ()) for f in spec.state._fields}))
-    return SharedState(tuple(states), tuple(names))
+    return SharedState(tuple(states), jnp.zeros([len(names)], jnp.bool_), tuple(names))
 
 
 def _resolve(hypers: Mapping[str, Any], count: Array, cache: dict) -> dict:
@@ -295,10 +296,18 @@ def _resolve(hypers: Mapping[str, Any], count: Array, cache: dict) -> dict:
     return out
 
 
-def update(owner: str, per_group: Sequence[list], state: SharedState, fresh: Array,
-           updates: list, params: list | None, leaves: Sequence[Leaf]) -> tuple[list, SharedState]:
-    """Every primitive in turn over the shared buffers; `fresh[g]` re-initialises group g
-    (only once the state is no longer uniform: `js.reset_group` makes it so)."""
+def reset(state: SharedState, name: str) -> SharedState:
+    """Mark group `name` for re-initialisation at its next update (its count restarts
+    alone, so the state is no longer uniform)."""
+    g = state.names.index(name)
+    return SharedState(state.states, state.fresh.at[..., g].set(True), state.names, False)
+
+
+def update(owner: str, per_group: Sequence[list], state: SharedState, updates: list,
+           params: list | None, leaves: Sequence[Leaf]) -> tuple[list, SharedState]:
+    """Every primitive in turn over the shared buffers, re-initialising the groups marked
+    `fresh` (marks exist only once the state is no longer uniform)."""
+    fresh = state.fresh
     new_states = []
     groups = len(state.names)
     for j, spec in enumerate(per_group[0]):
@@ -353,4 +362,5 @@ def update(owner: str, per_group: Sequence[list], state: SharedState, fresh: Arr
         parts = {"count": new_count, "hyperparams": {k: jnp.stack([v[k] for v in values], -1)
                                                     for k in names}, **out_b}
         new_states.append(spec.state(**{f: parts.get(f, ()) for f in spec.state._fields}))
-    return updates, SharedState(tuple(new_states), state.names, state.uniform)
+    return updates, SharedState(tuple(new_states), jnp.zeros_like(fresh), state.names,
+                                state.uniform)

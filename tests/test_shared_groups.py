@@ -8,6 +8,7 @@ buffer is in tests/x64/test_groups_torch_x64.py.
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import re
 
@@ -216,7 +217,7 @@ def test_count_saturates_at_int32_max_on_a_shared_buffer():
     top = np.iinfo(np.int32).max
     states = tuple(s._replace(count=jnp.full_like(s.count, top - 1))
                    for s in state.shared.states)
-    state = state._replace(shared=state.shared.__class__(states, state.shared.names))
+    state = state._replace(shared=dataclasses.replace(state.shared, states=states))
     g = jax.tree.map(jnp.ones_like, flat)
     for _ in range(2):
         u, state = opt.update(g, state, flat)
