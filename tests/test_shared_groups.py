@@ -288,3 +288,31 @@ def test_update_with_another_layout_raises():
     other = js.flat_params(params, group=js.group_labels(groups_))  # one buffer per group
     with pytest.raises(ValueError, match=r"does not match the one given to init"):
         opt.update(jax.tree.map(jnp.ones_like, other), state, other)
+
+
+def test_orbax_resume_of_a_shared_state_is_bitwise(tmp_path):
+    import orbax.checkpoint as ocp
+
+    params = params_like()
+    groups_ = groups(b1=0.8)
+    opt = js.adamw(js.cosine_decay(0.05, 20), groups=groups_)
+    flat = shared(params, groups_)
+    grads = flat_grads(flat, grads_like(params, 4))
+    step = jax.jit(lambda p, s, g: (lambda u, s: (optax.apply_updates(p, u), s))(
+        *opt.update(g, s, p)))
+    p, state = flat, js.reset_group(opt.init(flat), "head")  # not uniform: a (3,) count
+    for i in range(2):
+        p, state = step(p, state, jax.tree.map(lambda x: x[i], grads))
+    with ocp.StandardCheckpointer() as ckptr:
+        ckptr.save((tmp_path / "ckpt").absolute(), {"params": p, "opt_state": state})
+    with ocp.StandardCheckpointer() as ckptr:
+        raw = ckptr.restore((tmp_path / "ckpt").absolute())
+    template = jax.eval_shape(lambda: {"params": p, "opt_state": state})
+    tree = js.restore_state(template, raw)
+    a, b = (p, state), (tree["params"], tree["opt_state"])
+    for i in range(2, 4):
+        a = step(*a, jax.tree.map(lambda x: x[i], grads))
+        b = step(*b, jax.tree.map(lambda x: x[i], grads))
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_array_equal(x, y)
