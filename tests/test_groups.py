@@ -150,7 +150,8 @@ def test_state_structure_and_dtypes_are_stable_across_update():
     jax.lax.cond(True, lambda: state, lambda: new)  # fails on any drift
 
 
-def test_group_learning_rate_changing_every_step_compiles_once():
+@pytest.mark.parametrize("layout", ["tree", "shared_flat"])
+def test_group_learning_rate_changing_every_step_compiles_once(layout):
     traces = []
 
     def make_opt(hp):
@@ -164,9 +165,13 @@ def test_group_learning_rate_changing_every_step_compiles_once():
         return optax.apply_updates(params, updates), state
 
     params = params_like()
+    g = grads_like(params, 5)
+    if layout == "shared_flat":  # the two groups in one buffer, updated in one pass
+        params = js.flat_params(params, group=js.group_labels({"head": js.group(r"^head/")}),
+                                share=True)
+        g = jax.vmap(lambda x: jax.vjp(lambda f: f.unflatten(), params)[1](x)[0])(g)
     hp = {"lr": 0.01, "wd": 0.1, "head_lr": 0.02, "head_b1": 0.9}
     state = make_opt(hp).init(params)
-    g = grads_like(params, 5)
     for i in range(5):
         hp = {"lr": jnp.float32(0.01), "wd": jnp.float32(0.1),
               "head_lr": jnp.float32(0.001 * (i + 1)), "head_b1": jnp.float32(0.9)}
@@ -175,8 +180,15 @@ def test_group_learning_rate_changing_every_step_compiles_once():
     assert len(traces) == 1 and train_step._cache_size() == 1
 
 
-def test_vmap_sweep_over_a_group_learning_rate_equals_separate_runs():
+@pytest.mark.parametrize("layout", ["tree", "shared_flat"])
+def test_vmap_sweep_over_a_group_learning_rate_equals_separate_runs(layout):
     params, g = params_like(), grads_like(params_like(), 5)
+    view = lambda p: p  # noqa: E731
+    if layout == "shared_flat":  # the two groups in one buffer, updated in one pass
+        params = js.flat_params(params, group=js.group_labels({"head": js.group(r"^head/")}),
+                                share=True)
+        g = jax.vmap(lambda x: jax.vjp(lambda f: f.unflatten(), params)[1](x)[0])(g)
+        view = lambda p: p.unflatten()  # noqa: E731
     lrs = jnp.array([1e-3, 1e-2, 1e-1])
 
     def final(head_lr):
@@ -188,9 +200,10 @@ def test_vmap_sweep_over_a_group_learning_rate_equals_separate_runs():
         return p
 
     swept = jax.jit(jax.vmap(final))(lrs)
-    for j, lr in enumerate([1e-3, 1e-2, 1e-1]):
-        assert_trees_close(jax.tree.map(lambda x: x[j], swept), final(lr), rtol=1e-6)
-    assert not np.allclose(swept["head"]["w"][0], swept["head"]["w"][2])
+    runs = [view(jax.tree.map(lambda x: x[j], swept)) for j in range(3)]
+    for run, lr in zip(runs, [1e-3, 1e-2, 1e-1]):
+        assert_trees_close(run, view(final(lr)), rtol=1e-6)
+    assert not np.allclose(runs[0]["head"]["w"], runs[2]["head"]["w"])
 
 
 def test_reset_group_restarts_one_group_and_not_the_others():

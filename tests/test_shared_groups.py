@@ -115,30 +115,6 @@ def test_one_pass_one_moment_buffer_and_no_state_for_the_frozen_group():
     assert loops(text, n) == loops(text1, one.buffers[0].shape[0]) == 3
 
 
-def test_group_learning_rate_changing_every_step_compiles_once_on_a_shared_buffer():
-    traces = []
-
-    def make_opt(hp):
-        return js.adamw(hp["lr"], groups={"head": js.group(r"^head/", learning_rate=hp["head"]),
-                                          "no_decay": js.group(r"bias$", weight_decay=0.0)})
-
-    @jax.jit
-    def train_step(hp, params, state, g):
-        traces.append(1)
-        updates, state = make_opt(hp).update(g, state, params)
-        return optax.apply_updates(params, updates), state
-
-    params = params_like()
-    flat = shared(params, {"head": js.group(r"^head/"), "no_decay": js.group(r"bias$")})
-    state = make_opt({"lr": 0.01, "head": 0.02}).init(flat)
-    for i in range(4):
-        hp = {"lr": jnp.float32(0.01), "head": jnp.float32(0.001 * (i + 1))}
-        flat, state = train_step(hp, flat, state, jax.tree.map(jnp.ones_like, flat))
-        assert float(js.hyperparams(state, "head/learning_rate")) == pytest.approx(0.001 * (i + 1))
-        assert float(js.hyperparams(state, "learning_rate")) == pytest.approx(0.01)
-    assert len(traces) == 1
-
-
 def test_reset_group_on_a_shared_buffer_restarts_that_group_only():
     groups_ = {"head": js.group("^head/", learning_rate=js.cosine_decay(0.1, 10), b1=0.5)}
     opt = js.adam(0.01, groups=groups_)
@@ -162,29 +138,6 @@ def test_reset_group_on_a_shared_buffer_restarts_that_group_only():
     # A reset makes the counts differ: one more compile, then none for later resets.
     _, state = step(jax.tree.map(lambda x: x[0], fg), js.reset_group(state, "head"), flat)
     assert step._cache_size() == 2
-
-
-def test_vmap_sweep_over_a_group_learning_rate_on_a_shared_buffer():
-    params = params_like()
-    groups_ = {"head": js.group("^head/")}
-    flat = shared(params, groups_)
-    grads = flat_grads(flat, grads_like(params, 3))
-
-    def final(head_lr):
-        opt = js.adam(0.01, groups={"head": js.group("^head/", learning_rate=head_lr)})
-        state, p = opt.init(flat), flat
-        for i in range(3):
-            u, state = opt.update(jax.tree.map(lambda x: x[i], grads), state, p)
-            p = optax.apply_updates(p, u)
-        return p
-
-    lrs = [1e-3, 1e-2, 1e-1]
-    swept = jax.jit(jax.vmap(final))(jnp.array(lrs))
-    for j, lr in enumerate(lrs):
-        assert_trees_close(jax.tree.map(lambda x: x[j], swept).unflatten(),
-                           final(lr).unflatten(), rtol=1e-6)
-    heads = [jax.tree.map(lambda x: x[j], swept).unflatten()["head"]["w"] for j in (0, 2)]
-    assert not np.allclose(*heads)
 
 
 def test_bfloat16_and_float32_arrays_share_a_buffer_per_dtype():
