@@ -104,7 +104,8 @@ def compiled_step(tx, params, grads) -> tuple:
 
 
 def time_sides(sides: dict, reps: int) -> dict:
-    """Median seconds per call of each side, alternating sides every repetition.
+    """Median seconds per call of each side, alternating sides every repetition (the
+    order rotates, so that each side runs first as often as the other).
 
     `sides`: name -> (tx, params, grads); a side whose tx is None is left out.
     Returns name -> {"seconds", "compile_s"}.
@@ -117,8 +118,9 @@ def time_sides(sides: dict, reps: int) -> dict:
         p, s = step(p, s, grads)  # warm up
         _block((p, s))
         runs[name] = [step, p, s, grads, [], compile_s]
-    for _ in range(reps):
-        for run in runs.values():
+    order = list(runs.values())
+    for rep in range(reps):  # each side takes each place in the round equally often
+        for run in order[rep % len(order):] + order[:rep % len(order)]:
             step, p, s, grads, times, _ = run
             t0 = time.perf_counter()
             p, s = step(p, s, grads)
