@@ -619,9 +619,20 @@ def build_layout(owner: str, tree: PyTree, labels: Optional[list] = None, *,
                           tuple(dtypes), tuple(buffer_labels), tuple(whole), align))
 
 
+_concat_compiled = jax.jit(_concat, static_argnums=0)
+
+
 def flatten(layout: Layout, tree: PyTree) -> FlatParams:
-    """`tree` (with `layout`'s structure and shapes) as a FlatParams."""
-    return FlatParams(_concat(layout, jax.tree.leaves(tree)), layout)
+    """`tree` (with `layout`'s structure and shapes) as a FlatParams.
+
+    Compiled once per layout when no buffer is kept whole (op by op, each
+    distinct array shape would compile its own ravel: seconds for a few
+    hundred shapes); a whole buffer keeps its array and its sharding.
+    """
+    leaves = jax.tree.leaves(tree)
+    if any(layout.whole):
+        return FlatParams(_concat(layout, leaves), layout)
+    return FlatParams(_concat_compiled(layout, leaves), layout)
 
 
 def check_matches(owner: str, layout: Layout, tree: PyTree, what: str = "the tree") -> None:
