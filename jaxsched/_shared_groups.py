@@ -268,6 +268,8 @@ class Leaf(NamedTuple):
 
 
 def init(names: Sequence[str], per_group: Sequence[list], leaves: list) -> SharedState:
+    """Each primitive's state over the shared buffers `leaves`: counts 0, the values at
+    count 0 stacked by group (NotShareable for a value that is not a scalar)."""
     states = []
     for j, spec in enumerate(per_group[0]):
         count = jnp.zeros([len(names)], jnp.int32)  # one array per state (donation)
