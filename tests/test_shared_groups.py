@@ -19,7 +19,7 @@ import optax
 import pytest
 
 import jaxsched as js
-from training import assert_trees_close, scanned
+from training import assert_trees_close, run_on_eight_cpu_devices, scanned
 
 STEPS = 6
 
@@ -269,3 +269,38 @@ def test_orbax_resume_of_a_shared_state_is_bitwise(tmp_path):
     assert jax.tree.structure(a) == jax.tree.structure(b)
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
         np.testing.assert_array_equal(x, y)
+
+
+SHARDED = """
+import jax, jax.numpy as jnp, numpy as np, optax, jaxsched as js
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+assert len(jax.devices()) == 8
+data = NamedSharding(Mesh(np.array(jax.devices()), ("data",)), P("data"))
+rng = np.random.default_rng(0)
+tree = {"body": {"w": rng.normal(size=(6, 5)), "bias": rng.normal(size=5)},
+        "head": {"w": rng.normal(size=(5, 3)), "bias": rng.normal(size=3)}}
+tree = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), tree)
+groups = {"no_decay": js.group(r"bias$", weight_decay=0.0),
+          "head": js.group(r"^head/", learning_rate=js.cosine_decay(3e-2, 10), b1=0.8)}
+opt = js.adamw(1e-2, weight_decay=0.1, groups=groups)
+step = jax.jit(lambda p, s, g: (lambda u, s: (optax.apply_updates(p, u), s))(*opt.update(g, s, p)))
+flat = js.flat_params(tree, group=js.group_labels(groups), share=True, multiple_of=8)
+flat = jax.device_put(flat, data)          # the one shared buffer split over 8 devices
+p, s, t, ts = flat, opt.init(flat), tree, opt.init(tree)
+for i in range(4):
+    g = jax.tree.map(lambda x: jnp.cos(x * (i + 1)), t)
+    p, s = step(p, s, jax.vjp(lambda f: f.unflatten(), p)[1](g)[0])
+    t, ts = step(t, ts, g)
+for a, b in zip(jax.tree.leaves(p.unflatten()), jax.tree.leaves(t)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
+(mu,) = s.shared.states[0].mu
+assert mu.sharding.is_equivalent_to(data, 1), mu.sharding
+assert {x.data.nbytes for x in mu.addressable_shards} == {mu.nbytes // 8}
+print("OK")
+"""
+
+
+def test_a_shared_buffer_sharded_over_eight_cpu_devices():
+    """ZeRO-style: the shared buffer and its moments split over 8 devices, the numbers
+    those of one device on the tree."""
+    run_on_eight_cpu_devices(SHARDED)
