@@ -98,6 +98,8 @@ def test_one_pass_one_moment_buffer_and_no_state_for_the_frozen_group():
     mu = state.shared.states[0].mu
     assert [m.shape for m in mu] == [(5 * 4 + 5 + 5 + 5 * 2 + 2,)]  # every trainable array
     assert state.groups["frozen"] == ()
+    _, new = opt.update(jax.tree.map(jnp.ones_like, flat), state, flat)
+    jax.lax.cond(True, lambda: state, lambda: new)  # fails on any drift of structure or dtype
     assert sum(x.nbytes for x in jax.tree.leaves(state)) < 500 * 64 * 4
     # One loop per moment and one for the update: the compiled update's fusions
     # over the shared buffer are those of a single group's.
