@@ -369,23 +369,22 @@ def combine(owner: str, transforms: Mapping[str, Transformation | None],
     (None for a frozen group).
     """
 
-    def shared_leaves(tree: PyTree, labels: list, names: tuple) -> list:
-        """A `_shared_groups.Leaf` for each shared buffer of `tree`."""
-        items = _items(owner, tree)
-        out = []
-        for i, ((_, _, buffer_label), label) in enumerate(zip(items, labels)):
-            if label == SHARED:
-                segments = buffer_label.segments
-                out.append(_shared_groups.Leaf(i, tuple(names.index(n) for n, _, _ in segments),
-                                               tuple(start for _, start, _ in segments)))
-        return out
+    def shared_leaves(tree: PyTree, labels: list) -> list[tuple[int, tuple]]:
+        """(position, segments) of each shared buffer of `tree`."""
+        return [(i, buffer_label.segments) for i, ((_, _, buffer_label), label)
+                in enumerate(zip(_items(owner, tree), labels)) if label == SHARED]
+
+    def leaf_infos(shared: list, names: tuple) -> list:
+        return [_shared_groups.Leaf(i, tuple(names.index(n) for n, _, _ in segments),
+                                    tuple(start for _, start, _ in segments))
+                for i, segments in shared]
 
     def init_shared(labels: list, leaves: list, params: PyTree) -> Any:
         """The state of the groups sharing buffers (() if none do); refuses what they cannot do."""
         if SHARED not in labels:
             return ()
-        present = {n for _, _, b in _items(owner, params) if isinstance(b, Shared)
-                   for n, _, _ in b.segments}
+        shared = shared_leaves(params, labels)
+        present = {n for _, segments in shared for n, _, _ in segments}
         frozen = [n for n in present if transforms[n] is None]
         if frozen:
             raise ValueError(f"`{owner}(groups=...)`: the frozen group {frozen[0]!r} shares a "
@@ -401,9 +400,9 @@ def combine(owner: str, transforms: Mapping[str, Transformation | None],
         try:
             per_group = [_shared_groups.specs_of(transforms[n]) for n in names]
             _shared_groups.check_specs(names, per_group)
-            members = [leaves[i] for i, lab in enumerate(labels) if lab == SHARED]
+            members = [leaves[i] for i, _ in shared]
             state = _shared_groups.init(names, per_group, members)
-            infos = shared_leaves(params, labels, names)  # a trial update, traced only
+            infos = leaf_infos(shared, names)  # a trial update, traced only
             jax.eval_shape(lambda st, m: _shared_groups.update(owner, per_group, st, m, m, infos),
                            state, members)
         except _shared_groups.NotShareable as err:
@@ -450,7 +449,7 @@ def combine(owner: str, transforms: Mapping[str, Transformation | None],
         shared = state.shared
         in_shared = set(shared.names) if shared else set()
         if shared:
-            infos = shared_leaves(updates, labels, shared.names)
+            infos = leaf_infos(shared_leaves(updates, labels), shared.names)
             per_group = [_shared_groups.specs_of(transforms[n]) for n in shared.names]
             u, shared = _shared_groups.update(
                 owner, per_group, shared, [leaves[info.position] for info in infos],

@@ -51,7 +51,7 @@ ELEMENTWISE = frozenset({
 _CALLS = frozenset({"pjit", "jit", "closed_call"})
 
 
-class NotShareable(Exception):
+class NotShareable(ValueError):
     """The groups cannot share a buffer exactly; the message says why."""
 
 
@@ -267,35 +267,47 @@ class Leaf(NamedTuple):
     starts: tuple  # where each of them begins
 
 
+def _resolve(spec: Any, names: Sequence[str], per_group: Sequence[Mapping[str, Any]],
+             counts: Sequence[Array]) -> list:
+    """Each group's values at its count, each hyperparameter object resolved once per count
+    (NotShareable for a value that is not a scalar)."""
+    cache: dict = {}
+    values = []
+    for name, hypers, count in zip(names, per_group, counts):
+        v = {}
+        for k, value in hypers.items():
+            key = (id(value), id(count))
+            if key not in cache:
+                cache[key] = (value, _hyper.resolve(value, count))  # `value` kept: its id
+            v[k] = cache[key][1]
+            if jnp.ndim(v[k]) != 0:
+                raise NotShareable(f"group {name!r}'s {k} of `{spec.name}` is not a scalar "
+                                   f"(shape {jnp.shape(v[k])})")
+        values.append(v)
+    return values
+
+
+def _state(spec: Any, count: Array, values: list, buffers: dict) -> Any:
+    """A primitive's `<Name>State`: the count, each group's values stacked on a last axis,
+    the buffers."""
+    parts = {"count": count, "hyperparams": {k: jnp.stack([v[k] for v in values], -1)
+                                            for k in spec.hypers}, **buffers}
+    return spec.state(**{f: parts.get(f, ()) for f in spec.state._fields})
+
+
 def init(names: Sequence[str], per_group: Sequence[list], leaves: list) -> SharedState:
     """Each primitive's state over the shared buffers `leaves`: counts 0, the values at
-    count 0 stacked by group (NotShareable for a value that is not a scalar)."""
+    count 0."""
     states = []
     for j, spec in enumerate(per_group[0]):
         count = jnp.zeros([len(names)], jnp.int32)  # one array per state (donation)
-        values = [_hyper.resolve_all(specs[j].hypers, _numerics.zero_count()) for specs in per_group]
-        for name, v in zip(names, values):
-            for k, x in v.items():
-                if jnp.ndim(x) != 0:
-                    raise NotShareable(f"group {name!r}'s {k} of `{spec.name}` is not a scalar")
+        values = _resolve(spec, names, [specs[j].hypers for specs in per_group],
+                          [_numerics.zero_count()] * len(names))
         buffers = {b: [jnp.full_like(x, spec.buffers[b].fill,
                                      dtype=_builder.state_dtype(x.dtype, spec.buffers[b].dtype))
                        for x in leaves] for b in spec.buffers}
-        parts = {"count": count, "hyperparams": {k: jnp.stack([v[k] for v in values], -1)
-                                                for k in spec.hypers}, **buffers}
-        states.append(spec.state(**{f: parts.get(f, ()) for f in spec.state._fields}))
+        states.append(_state(spec, count, values, buffers))
     return SharedState(tuple(states), jnp.zeros([len(names)], jnp.bool_), tuple(names))
-
-
-def _resolve(hypers: Mapping[str, Any], count: Array, cache: dict) -> dict:
-    """The values at `count`, each hyperparameter object resolved once per count."""
-    out = {}
-    for k, value in hypers.items():
-        key = (id(value), id(count))
-        if key not in cache:
-            cache[key] = (value, _hyper.resolve(value, count))
-        out[k] = cache[key][1]
-    return out
 
 
 def reset(state: SharedState, name: str) -> SharedState:
@@ -314,7 +326,6 @@ def update(owner: str, per_group: Sequence[list], state: SharedState, updates: l
     groups = len(state.names)
     for j, spec in enumerate(per_group[0]):
         st = state.states[j]
-        cache: dict = {}
         if state.uniform:
             counts = [st.count[..., 0]] * groups
             ks = [_numerics.next_count(counts[0])] * groups
@@ -324,13 +335,7 @@ def update(owner: str, per_group: Sequence[list], state: SharedState, updates: l
             new_count = _numerics.next_count(count)
             counts = [count[..., g] for g in range(groups)]
             ks = [new_count[..., g] for g in range(groups)]
-        values = [_resolve(specs[j].hypers, counts[g], cache) for g, specs in enumerate(per_group)]
-        for name, v in zip(state.names, values):
-            for k, x in v.items():
-                if jnp.ndim(x) != 0:
-                    raise ValueError(f"`{owner}`: group {name!r}'s {k} is not a scalar (shape "
-                                     f"{jnp.shape(x)}); groups sharing a flat buffer take "
-                                     f"scalar hyperparameters.")
+        values = _resolve(spec, state.names, [specs[j].hypers for specs in per_group], counts)
         names = list(spec.hypers)
         out_u: list = []
         out_b: dict[str, list] = {b: [] for b in spec.buffers}
@@ -343,10 +348,11 @@ def update(owner: str, per_group: Sequence[list], state: SharedState, updates: l
                                      f"update(updates, state, params).")
                 args.append(params[n].astype(_numerics.float_dtype()))
             olds = [getattr(st, b)[n] for b in spec.buffers]
+            if olds and not state.uniform:  # the marked groups' segments start afresh
+                anew = piecewise([fresh[..., g] for g in leaf.groups], leaf.starts,
+                                 g_arr.shape, jnp.bool_)
             for b, old in zip(spec.buffers, olds):
                 if not state.uniform:
-                    anew = piecewise([fresh[..., g] for g in leaf.groups], leaf.starts,
-                                     old.shape, jnp.bool_)
                     old = jnp.where(anew, jnp.asarray(spec.buffers[b].fill, old.dtype), old)
                 args.append(old.astype(_numerics.float_dtype()))
 
@@ -361,8 +367,6 @@ def update(owner: str, per_group: Sequence[list], state: SharedState, updates: l
             for b, old, new in zip(spec.buffers, olds, news):
                 out_b[b].append(new.astype(old.dtype))
         updates = out_u
-        parts = {"count": new_count, "hyperparams": {k: jnp.stack([v[k] for v in values], -1)
-                                                    for k in names}, **out_b}
-        new_states.append(spec.state(**{f: parts.get(f, ()) for f in spec.state._fields}))
+        new_states.append(_state(spec, new_count, values, out_b))
     return updates, SharedState(tuple(new_states), jnp.zeros_like(fresh), state.names,
                                 state.uniform)
