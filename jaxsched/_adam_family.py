@@ -138,7 +138,7 @@ def scale_by_nadam(b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper = 1e-8, *,
     P_k = mu_1 * ... * mu_k   (carried in the state: `mu_product`)
     m = b1 * m + (1 - b1) * g;   v = b2 * v + (1 - b2) * g^2
     d = sqrt(v / (1 - b2^k)) + eps
-    u = (1 - mu_k) / (1 - P_k) * g / d + mu_{k+1} / (1 - P_k * mu_{k+1}) * m / d
+    u = ((1 - mu_k) / (1 - P_k) * g + mu_{k+1} / (1 - P_k * mu_{k+1}) * m) / d
 
     This is PyTorch's NAdam (with its momentum-decay schedule on b1, eps
     outside the root). optax's `scale_by_adam(nesterov=True)` (and
@@ -180,7 +180,7 @@ def scale_by_nadam(b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper = 1e-8, *,
         d = jnp.sqrt(v / (1 - hp.b2 ** hp.k)) + hp.eps
         c_g = (1 - hp.mu_t) / (1 - hp.new_product)
         c_m = hp.mu_next / (1 - hp.new_product * hp.mu_next)
-        return c_g * (g / d) + c_m * (m / d), m, v
+        return (c_g * g + c_m * m) / d, m, v  # one division per element
 
     return _carry.transformation(
         owner, ScaleByNadamState,
