@@ -17,8 +17,10 @@ e.g. PyTorch's eps placement, which costs the same):
 Each update is `update` then `apply_updates`, jitted with the parameters and
 the state donated, on trees of 1, 100 and 1,000 float32 vectors holding
 1M parameters in all. The two sides of a pair alternate, repetition by
-repetition, so machine noise hits both; the table gives the median time per
-call and the ratio jaxsched / optax.
+repetition, so machine noise hits both, and both sides' buffers are made
+afresh every tenth of the run (see `optimizers.time_sides`); the table gives
+the median time per call and the ratio jaxsched / optax. The last row, optax's
+adam against itself, shows the run's noise floor.
 
 Usage:
     python benchmarks/optimizers_elementwise.py
@@ -59,6 +61,8 @@ def pairs() -> dict:
         "schedule_free_adamw": (js.schedule_free_adamw(1e-3, weight_decay=1e-4),
                                 optax.contrib.schedule_free_adamw(1e-3, weight_decay=1e-4)),
         "schedule_free_sgd": (js.schedule_free_sgd(1e-2), optax.contrib.schedule_free_sgd(1e-2)),
+        # The noise floor: the same optax update on both sides (its ratio should be 1).
+        "control (optax.adam twice)": (optax.adam(1e-3), optax.adam(1e-3)),
     }
 
 
@@ -80,12 +84,12 @@ def main(argv=None) -> int:
     names = [n for n in pairs() if not args.only or n in args.only.split(",")]
     print(f"jax {jax.__version__}, optax {optax.__version__}, {jax.devices()[0].platform}, "
           f"{args.params:,} float32 parameters, median of {args.reps} calls")
-    print(f"{'optimizer':<20}{'arrays':>8}{'jaxsched us':>14}{'optax us':>12}{'ratio':>8}")
+    print(f"{'optimizer':<28}{'arrays':>8}{'jaxsched us':>14}{'optax us':>12}{'ratio':>8}")
     for n_arrays in [int(a) for a in args.arrays.split(",")]:
         tree = make_tree(n_arrays, args.params)
         for name in names:
             ours, theirs = time_pair(pairs()[name], tree, args.reps)
-            print(f"{name:<20}{n_arrays:>8}{ours * 1e6:>14.0f}{theirs * 1e6:>12.0f}"
+            print(f"{name:<28}{n_arrays:>8}{ours * 1e6:>14.0f}{theirs * 1e6:>12.0f}"
                   f"{ours / theirs:>8.2f}", flush=True)
     return 0
 
