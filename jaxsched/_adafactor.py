@@ -168,7 +168,7 @@ def scale_by_factored_rms(factored: bool = True, decay_rate: Hyper = 0.8, step_o
         count = _numerics.zero_count()
         return ScaleByFactoredRmsState(
             count, *(treedef.unflatten([m[i] for m in made]) for i in range(3)),
-            _hyper.resolve_all(hypers, count))  # type: ignore[call-arg]
+            _hyper.record(caller, hypers, _hyper.resolve_all(hypers, count)))  # type: ignore[call-arg]
 
     def update(updates: PyTree, state: ScaleByFactoredRmsState, params: PyTree = None,
                **extra: Any):
@@ -215,7 +215,9 @@ def scale_by_factored_rms(factored: bool = True, decay_rate: Hyper = 0.8, step_o
             for j, (old, new) in enumerate(((row, new_row), (col, new_col), (v, new_v)), 1):
                 out[j].append(new.astype(old.dtype))
         trees = [treedef.unflatten(x) for x in out]
-        return trees[0], ScaleByFactoredRmsState(hp.k, trees[1], trees[2], trees[3], values)
+        return trees[0], ScaleByFactoredRmsState(hp.k, trees[1], trees[2], trees[3],
+                                                 _hyper.record(caller, hypers, values,
+                                                               state.hyperparams))
 
     return describe(optax.GradientTransformationExtraArgs(init, update), name=owner,
                     per_array=True)

@@ -130,8 +130,8 @@ def ema_params(decay: Hyper = 0.999, warmup: int = 0) -> Transformation:
     def init(params):
         check_real_floats(owner, params, "the parameters")
         return EmaParamsState(count=_numerics.zero_count(), average=_copy(params),
-                              hyperparams=_hyper.resolve_all({"decay": decay},
-                                                             _numerics.zero_count()))
+                              hyperparams=_hyper.record(owner, {"decay": decay}, _hyper.resolve_all(
+                                  {"decay": decay}, _numerics.zero_count())))
 
     def update(updates, state, params=None, **extra_args):
         del extra_args
@@ -149,7 +149,9 @@ def ema_params(decay: Hyper = 0.999, warmup: int = 0) -> Transformation:
             return jnp.where(w < 0.5, avg + w * (p - avg), p - (p - avg) * (1 - w))
 
         average = jax.tree.map(mix, state.average, new)
-        return updates, EmaParamsState(count=k, average=average, hyperparams=values)
+        return updates, EmaParamsState(count=k, average=average,
+                                        hyperparams=_hyper.record(owner, {"decay": decay}, values,
+                                                                  state.hyperparams))
 
     return describe(optax.GradientTransformationExtraArgs(init, update), needs_params=True,
                     name="ema_params")

@@ -420,7 +420,8 @@ def transformation(owner: str, state: type, hypers: Mapping[str, Hyper],
             lambda p, b=b: jnp.full_like(p, b.fill, dtype=state_dtype(jnp.result_type(p), b.dtype)),
             params) for name, b in buffers.items()}
         extra = {k: make() for k, make in measured.items()}
-        return make_state(count, trees, _hyper.resolve_all(hypers, count), extra)
+        values = _hyper.record(owner, hypers, _hyper.resolve_all(hypers, count))
+        return make_state(count, trees, values, extra)
 
     def update(updates: PyTree, st: Any, params: PyTree = None, **extra_args: Any):
         del extra_args
@@ -465,7 +466,9 @@ def transformation(owner: str, state: type, hypers: Mapping[str, Hyper],
             for j, (old, new) in enumerate(zip(olds, news)):
                 out_b[j].append(new.astype(jnp.result_type(old)))
         trees = {name: treedef.unflatten(out_b[j]) for j, name in enumerate(buffers)}
-        new_state = make_state(hp.k, trees, values, {k: extra[k] for k in measured})
+        new_state = make_state(hp.k, trees, _hyper.record(owner, hypers, values,
+                                                           getattr(st, "hyperparams", None)),
+                               {k: extra[k] for k in measured})
         return treedef.unflatten(out_u), new_state
 
     def with_mask(new_mask: Any) -> Transformation:

@@ -93,8 +93,10 @@ def transformation(owner: str, state: type, hypers: Mapping[str, Hyper],
     hypers = dict(hypers)
     fields = state._fields  # type: ignore[attr-defined]
 
-    def make_state(count: Array, trees: dict, values: dict, carried: dict) -> Any:
-        parts = {"count": count, "hyperparams": values, **trees, **carried}
+    def make_state(count: Array, trees: dict, values: dict, carried: dict,
+                   like: Any = None) -> Any:
+        parts = {"count": count, "hyperparams": _hyper.record(owner, hypers, values, like),
+                 **trees, **carried}
         return state(**{f: parts.get(f, ()) for f in fields})
 
     def init(params: PyTree) -> Any:
@@ -149,7 +151,8 @@ def transformation(owner: str, state: type, hypers: Mapping[str, Hyper],
             carried.update(finish(hp))
         carried = {k: jnp.asarray(v).astype(jnp.result_type(getattr(st, k)))
                    for k, v in carried.items()}
-        return treedef.unflatten(out_u), make_state(hp.k, new_trees, values, carried)
+        return treedef.unflatten(out_u), make_state(hp.k, new_trees, values, carried,
+                                                    getattr(st, "hyperparams", None))
 
     # Per element, with tree-level sums that zero padding does not change: the
     # same numbers on flat buffers.

@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxsched import _hyper
+
 PyTree = Any
 
 _OWNER = "restore_state"
@@ -108,10 +110,18 @@ def restore_state(template: PyTree, restored: PyTree) -> PyTree:
         >>> js.restore_state(state, {"0": {"count": np.int32(0)}})
         Traceback (most recent call last):
         ...
-        ValueError: `restore_state(restored=...)` is missing [0].mu['w'] (and 7 more leaves) of the template.
+        ValueError: `restore_state(restored=...)` is missing [0].mu['w'] (and 2 more leaves) of the template.
     """
     want, treedef = _flat(template)
     got, _ = _flat(restored)
+    # Hyperparameters given as numbers are in the state's structure, not its leaves
+    # (`Constants`); a library that saved them (flax's state dicts do) gives back
+    # entries the template has no leaf for: they are the template's own.
+    fixed = [tuple(_key_name(k) for k in path) for path, x in
+             jax.tree_util.tree_flatten_with_path(
+                 template, is_leaf=lambda x: isinstance(x, _hyper.Constants))[0]
+             if isinstance(x, _hyper.Constants)]
+    got = [g for g in got if not any(g[0][:len(f)] == f for f in fixed)]
     got_by_key: dict[tuple[str, ...], tuple[str, Any]] = {}
     for key, path, leaf in got:
         got_by_key[key] = (path, leaf)

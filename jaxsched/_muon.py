@@ -239,8 +239,9 @@ def _rename_hyperparams(state: Any, rename: Callable[[str], str]) -> Any:
         named: Any = state
         parts = {f: _rename_hyperparams(getattr(named, f), rename) for f in named._fields
                  if f != "hyperparams"}
-        if "hyperparams" in named._fields and isinstance(named.hyperparams, dict):
-            parts["hyperparams"] = {rename(k): v for k, v in named.hyperparams.items()}
+        if "hyperparams" in named._fields and isinstance(named.hyperparams,
+                                                         (dict, _hyper.Constants)):
+            parts["hyperparams"] = _hyper.rename(named.hyperparams, rename)
         return named._replace(**parts)
     if isinstance(state, (tuple, list)):
         return type(state)(_rename_hyperparams(s, rename) for s in state)

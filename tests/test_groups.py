@@ -171,7 +171,7 @@ def test_group_learning_rate_changing_every_step_compiles_once(layout):
                                 share=True)
         g = jax.vmap(lambda x: jax.vjp(lambda f: f.unflatten(), params)[1](x)[0])(g)
     hp = {"lr": 0.01, "wd": 0.1, "head_lr": 0.02, "head_b1": 0.9}
-    state = make_opt(hp).init(params)
+    state = make_opt(jax.tree.map(jnp.float32, hp)).init(params)  # arrays, as the step gets
     for i in range(5):
         hp = {"lr": jnp.float32(0.01), "wd": jnp.float32(0.1),
               "head_lr": jnp.float32(0.001 * (i + 1)), "head_b1": jnp.float32(0.9)}

@@ -245,7 +245,8 @@ def test_train_step_traces_once_for_two_learning_rates(make):
         updates, state = tx.update(grads, state, params)
         return optax.apply_updates(params, updates), state
 
-    state0 = js.chain(js.clip_by_global_norm(1.0), make(0.1)).init(params)
+    # Built with an array, as the step gets it (a number would be a constant of its structure).
+    state0 = js.chain(js.clip_by_global_norm(1.0), make(jnp.float32(0.1))).init(params)
     finals = []
     for lr in [0.05, 0.01]:
         p, state = params, state0
@@ -268,7 +269,9 @@ def test_hyperparameters_as_a_pytree_argument_do_not_retrace():
         updates, state = tx.update(jax.grad(loss)(params, x, y), state, params)
         return optax.apply_updates(params, updates), state
 
-    state = js.adamw(0.1).init(params)
+    # Built with arrays, as update gets them (numbers would be constants of its structure).
+    state = js.adamw(js.cosine_decay(0.1, 10), b1=jnp.float32(0.9),
+                     weight_decay=jnp.float32(0.1)).init(params)
     for hp in [dict(lr=js.cosine_decay(0.01, 10), b1=0.9, wd=0.1),
                dict(lr=js.cosine_decay(0.02, 20), b1=0.8, wd=0.0)]:
         params, state = step(params, state, hp, x, y)

@@ -212,7 +212,7 @@ def test_add_decayed_weights_params_mismatch_names_the_difference():
 
 def test_traced_negative_learning_rate_passes_unchecked():
     p = jnp.ones(3)
-    state = js.adam(0.1).init(p)
+    state = js.adam(jnp.float32(0.1)).init(p)  # an array, as the step passes
 
     @jax.jit
     def step(lr, state):

@@ -16,6 +16,8 @@ import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
 import optax
+import pickle
+
 import pytest
 
 import jaxsched as js
@@ -574,10 +576,49 @@ def test_changing_an_array_hyperparameter_does_not_retrace(name):
         traces.append(None)
         return h.make(v).update(g, state, p)
 
-    state = h.make(h.value).init(p)
+    state = h.make(jnp.asarray(h.value, jnp.float32)).init(p)  # the kind update gets
     for i, v in enumerate([h.value, h.value + h.step, h.value + 2 * h.step]):
         _, state = step(jnp.asarray(v, jnp.float32), state, grads_like(seed=i))
     assert len(traces) == 1
+
+
+def test_number_hyperparameters_are_constants_of_the_state_not_leaves():
+    """A number is fixed when the optimizer is built: the state holds no leaf for it
+    (each leaf costs a jitted call time), yet `hyperparams` reads it back as before."""
+    p = params_like()
+    state = js.adamw(1e-3, b1=0.8).init(p)
+    leaves = jax.tree.leaves(state)
+    moments = 2 * len(jax.tree.leaves(p))
+    assert len(leaves) == moments + 3  # the moments and each transformation's count
+    hp = js.hyperparams(state)
+    assert hp["b1"].dtype == jnp.float32 and float(hp["b1"]) == np.float32(0.8)
+    assert float(hp["learning_rate"]) == np.float32(1e-3)
+    assert state[0].hyperparams["b1"] == 0.8  # read by name, like a dict
+    with pytest.raises(TypeError):
+        state[0].hyperparams["b1"] = 0.5  # noqa - a NamedTuple: immutable
+    again = pickle.loads(pickle.dumps(state))
+    assert jax.tree.structure(again) == jax.tree.structure(state)
+    # An array gives a leaf, whose value changes without a new structure.
+    arrays = js.adamw(jnp.float32(1e-3), b1=jnp.float32(0.8)).init(p)
+    assert len(jax.tree.leaves(arrays)) == len(leaves) + 4 + 1  # adam's four, the lr
+
+
+def test_state_built_with_numbers_refuses_arrays_and_arrays_accept_numbers():
+    p, g = params_like(), grads_like(seed=0)
+    state = js.adam(0.1).init(p)
+
+    @jax.jit
+    def step(lr, state):
+        return js.adam(lr).update(g, state)
+
+    with pytest.raises(ValueError, match=r"`adam`: the state was built \(init\) with numbers "
+                                         r".*update got learning_rate as an array"):
+        step(jnp.float32(0.1), state)
+    # The other way round is fine: numbers are recorded as arrays in an array state.
+    state = js.adam(jnp.float32(0.1)).init(p)
+    _, after = js.adam(0.2).update(g, state)
+    assert jax.tree.structure(after) == jax.tree.structure(state)
+    assert float(js.hyperparams(after)["learning_rate"]) == np.float32(0.2)
 
 
 def test_schedule_passed_through_jit_does_not_retrace():
