@@ -83,14 +83,14 @@ def accumulate(inner: optax.GradientTransformation, every: int) -> Transformatio
 
     Example:
         >>> import jax.numpy as jnp, jaxsched as js
-        >>> tx = js.accumulate(js.sgd(1.0), every=2)
+        >>> tx = js.accumulate(js.adam(1.0), every=2)
         >>> state = tx.init(jnp.zeros(1))
         >>> u, state = tx.update(jnp.array([1.0]), state)
         >>> u.tolist(), int(state.micro_step)
         ([-0.0], 1)
-        >>> u, state = tx.update(jnp.array([3.0]), state)
+        >>> u, state = tx.update(jnp.array([3.0]), state)  # adam's step on the mean, 2
         >>> u.tolist(), int(state.micro_step), int(state.inner_state[0].count)
-        ([-2.0], 0, 1)
+        ([-1.0], 0, 1)
     """
     _checks.transformation(_OWNER, "inner", inner)
     _checks.integer(_OWNER, "every", every, lo=1, hi=_numerics.INT32_MAX)

@@ -12,6 +12,13 @@ count, resolving the hyperparameters at that count (`hp.b1`, and `hp.k`, the
 update number from 1), the state's buffers and their dtype, the checks of
 the tree, dtypes and hyperparameter shapes, and recording the values used.
 
+The state keeps the count only where it is used: a hyperparameter is a
+schedule, or the formula reads `hp.k` (found by tracing it once on small
+arrays); otherwise `count` holds (), as optax's `trace` and `scale` keep no
+count. Hyperparameters that are all numbers are recorded as `Constants`, in
+the state's structure, not as leaves: a jitted update reads and writes nothing
+for them.
+
 Arithmetic is done in float32 (float64 under x64) whatever the parameter
 dtype; updates come back in the gradients' dtype, buffers in their own
 (float32 for parameters narrower than float32, unless asked otherwise).
@@ -111,12 +118,20 @@ class Values:
     is `fn` of such sums, computed once per array where it can be.
     """
 
-    def __init__(self, values: dict[str, Array], k: Array,
+    def __init__(self, values: dict[str, Array], k: Optional[Array],
                  array_reduce: Optional[tuple[Callable[[Array], Array],
                                               Callable[[Array], Array]]] = None):
         self.values = dict(values)
-        self.k = k
+        self._k = k
         self._reduce = array_reduce
+
+    @property
+    def k(self) -> Array:
+        if self._k is None:
+            raise RuntimeError("this transformation's state keeps no update count (its formula "
+                               "did not read `hp.k` when traced on small arrays), yet it read "
+                               "it: read `hp.k` whatever the arrays' shapes.")
+        return self._k
 
     def array_sum(self, x: Array) -> Array:
         if self._reduce is None:
@@ -152,7 +167,7 @@ class Values:
 
     def segmented(self, array_reduce: tuple[Callable[[Array], Array],
                                             Callable[[Array], Array]]) -> "Values":
-        return Values(self.values, self.k, array_reduce)
+        return Values(self.values, self._k, array_reduce)
 
     def __getattr__(self, name: str) -> Array:
         try:
@@ -289,7 +304,37 @@ def begin_update(owner: str, hypers: Mapping[str, Hyper], st: Any, updates: PyTr
     check_real_floats(owner, updates, "the updates")
     values = _hyper.resolve_all(hypers, st.count)
     check_broadcast(owner, values, updates)
-    return values, Values(values, _numerics.next_count(st.count))
+    counted = not isinstance(st.count, tuple)
+    return values, Values(values, _numerics.next_count(st.count) if counted else None)
+
+
+def reads_count(step: Callable[..., Any], hypers: Mapping[str, Hyper], arrays: int,
+                prepare: Any = None, finish: Any = None, with_buffers: bool = False) -> bool:
+    """Whether a formula reads the update number `hp.k`: traced once (abstractly) on
+    small matrices; True if that trace fails, so a count is dropped only when the
+    formula was seen not to read it."""
+    read: list = []
+
+    class Probe(Values):
+        @property
+        def k(self) -> Array:
+            read.append(True)
+            return jnp.ones((), jnp.int32)
+
+    def run() -> None:
+        x = jnp.ones((2, 2), float_dtype())
+        hp = Probe({k: jnp.ones((), float_dtype()) for k in hypers}, None)
+        if prepare is not None:
+            hp.values.update(prepare(hp, {"x": x}))
+        out = step(hp, *([x] * arrays))
+        if finish is not None:
+            finish(hp, out[0] if with_buffers else out)
+
+    try:
+        jax.eval_shape(run)
+    except Exception:  # noqa: BLE001 - a formula that cannot be probed keeps its count
+        return True
+    return bool(read)
 
 
 def _compute(x: Array) -> Array:
@@ -351,7 +396,7 @@ def transformation(owner: str, state: type, hypers: Mapping[str, Hyper],
     hypers = dict(hypers)
     fields = state._fields  # type: ignore[attr-defined]
 
-    def make_state(count: Array, buffer_trees: dict, hp_values: dict, extra: dict) -> Any:
+    def make_state(count: Any, buffer_trees: dict, hp_values: Any, extra: dict) -> Any:
         parts = {"count": count, "hyperparams": hp_values, **buffer_trees, **extra}
         return state(**{f: parts.get(f, ()) for f in fields})
 
@@ -411,11 +456,21 @@ def transformation(owner: str, state: type, hypers: Mapping[str, Hyper],
             return [True] * len(jax.tree.leaves(params))
         return [bool(b) for b in jax.tree.leaves(resolve_mask(owner, mask, params))]
 
+    counted: list = []  # [bool], decided at the first init
+
+    def keeps_count() -> bool:
+        """A count is kept when a hyperparameter is a schedule or the formula reads `hp.k`."""
+        if not counted:
+            counted.append(any(_hyper.is_schedule(v) for v in hypers.values())
+                           or reads_count(step, hypers, 1 + needs_params + len(buffers),
+                                          prepare, finish, bool(buffers)))
+        return counted[0]
+
     def init(params: PyTree) -> Any:
         check_real_floats(owner, params, "the parameters")
         if mask is not None:
             resolve_mask(owner, mask, params)
-        count = _numerics.zero_count()
+        count: Any = _numerics.zero_count() if keeps_count() else ()
         trees = {name: jax.tree.map(
             lambda p, b=b: jnp.full_like(p, b.fill, dtype=state_dtype(jnp.result_type(p), b.dtype)),
             params) for name, b in buffers.items()}
@@ -466,8 +521,8 @@ def transformation(owner: str, state: type, hypers: Mapping[str, Hyper],
             for j, (old, new) in enumerate(zip(olds, news)):
                 out_b[j].append(new.astype(jnp.result_type(old)))
         trees = {name: treedef.unflatten(out_b[j]) for j, name in enumerate(buffers)}
-        new_state = make_state(hp.k, trees, _hyper.record(owner, hypers, values,
-                                                           getattr(st, "hyperparams", None)),
+        recorded = _hyper.record(owner, hypers, values, getattr(st, "hyperparams", None))
+        new_state = make_state(() if hp._k is None else hp._k, trees, recorded,
                                {k: extra[k] for k in measured})
         return treedef.unflatten(out_u), new_state
 

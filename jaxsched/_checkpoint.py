@@ -110,7 +110,7 @@ def restore_state(template: PyTree, restored: PyTree) -> PyTree:
         >>> js.restore_state(state, {"0": {"count": np.int32(0)}})
         Traceback (most recent call last):
         ...
-        ValueError: `restore_state(restored=...)` is missing [0].mu['w'] (and 2 more leaves) of the template.
+        ValueError: `restore_state(restored=...)` is missing [0].mu['w'] (and 1 more leaf) of the template.
     """
     want, treedef = _flat(template)
     got, _ = _flat(restored)
@@ -128,7 +128,8 @@ def restore_state(template: PyTree, restored: PyTree) -> PyTree:
     where = f"`{_OWNER}(restored=...)`"
     missing = [path for key, path, _ in want if key not in got_by_key]
     if missing:
-        more = f" (and {len(missing) - 1} more leaves)" if len(missing) > 1 else ""
+        n = len(missing) - 1
+        more = f" (and {n} more {'leaf' if n == 1 else 'leaves'})" if n else ""
         raise ValueError(f"{where} is missing {missing[0]}{more} of the template.")
     want_keys = {key for key, _, _ in want}
     extra = [path for key, path, _ in got if key not in want_keys]

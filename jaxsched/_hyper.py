@@ -3,7 +3,9 @@
 Every jaxsched transformation resolves its hyperparameters once per update:
 a number or array is used as is, a schedule (any callable of the step) is
 called with the transformation's update count, so update k (from 0) uses
-`schedule(k)`. The values used are recorded in the state.
+`schedule(k)`. The values used are recorded in the state: as arrays, or, when
+all of a transformation's hyperparameters are numbers, as `Constants` in the
+state's structure (no leaves to pass through a jitted update).
 
 A state class declares what it carries with `@carries(owner, measured=...)`:
 its `hyperparams` dict (if it has that field) holds hyperparameters, and the

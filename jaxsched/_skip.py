@@ -88,14 +88,15 @@ def skip_nonfinite(inner: optax.GradientTransformation,
 
     Example:
         >>> import jax.numpy as jnp, jaxsched as js
-        >>> tx = js.skip_nonfinite(js.sgd(0.1))
+        >>> tx = js.skip_nonfinite(js.adam(0.1))
         >>> state = tx.init(jnp.zeros(2))
         >>> u, state = tx.update(jnp.array([1.0, jnp.inf]), state)
         >>> u.tolist(), int(state.total_skips), int(state.inner_state[0].count)
         ([0.0, 0.0], 1, 0)
         >>> u, state = tx.update(jnp.array([1.0, 2.0]), state)
-        >>> [round(x, 6) for x in u.tolist()], int(state.consecutive_skips)
-        ([-0.1, -0.2], 0)
+        >>> u = [round(x, 6) for x in u.tolist()]
+        >>> u, int(state.consecutive_skips), int(state.inner_state[0].count)
+        ([-0.1, -0.1], 0, 1)
     """
     _checks.transformation(_OWNER, "inner", inner)
     if max_consecutive is not None:

@@ -60,7 +60,7 @@ def test_inf_gradient_is_as_if_the_step_never_happened(make):
 
 
 def test_skipped_update_is_zero_in_each_dtype():
-    opt = js.skip_nonfinite(js.sgd(0.1))
+    opt = js.skip_nonfinite(js.sgd(js.constant(0.1)))  # a schedule: the inner state counts
     g = {"a": jnp.array([1.0, math.nan], jnp.bfloat16), "b": jnp.ones(2, jnp.float32)}
     u, s = opt.update(g, opt.init(g))
     assert u["a"].dtype == jnp.bfloat16 and u["b"].dtype == jnp.float32
@@ -70,7 +70,7 @@ def test_skipped_update_is_zero_in_each_dtype():
 
 
 def test_counts_total_and_consecutive():
-    opt = js.skip_nonfinite(js.sgd(1.0))
+    opt = js.skip_nonfinite(js.sgd(js.constant(1.0)))  # a schedule: the inner state counts
     s = opt.init(jnp.zeros(1))
     seen = []
     for v in [1.0, math.nan, math.inf, 2.0, -math.inf, 3.0]:
@@ -83,13 +83,14 @@ def test_counts_total_and_consecutive():
 
 def test_max_consecutive_lets_the_failure_through():
     """After `max_consecutive` skips in a row, a non-finite update goes through (documented)."""
-    opt = js.skip_nonfinite(js.momentum(1.0, 0.5), max_consecutive=2)
+    # A schedule, so that the inner state counts its updates (at [1]).
+    opt = js.skip_nonfinite(js.momentum(js.constant(1.0), 0.5), max_consecutive=2)
     s = opt.init(jnp.zeros(1))
     out = []
     for v in [1.0, math.nan, math.nan, math.nan, math.nan, 1.0, math.nan]:
         u, s = opt.update(jnp.array([v]), s)
         out.append((float(u[0]), int(s.total_skips), int(s.consecutive_skips),
-                    int(s.inner_state[0].count)))
+                    int(s.inner_state[1].count)))
     nan = out[3][0]
     assert math.isnan(nan) and math.isnan(out[4][0]) and math.isnan(out[5][0])
     assert [o[1:] for o in out] == [

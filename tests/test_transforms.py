@@ -115,7 +115,9 @@ def test_is_gradient_transformation_with_named_state(name):
     state = tx.init(params_like())
     assert type(state) is case.state
     assert case.state.__name__.endswith("State") and issubclass(case.state, tuple)
-    assert state.count.dtype == jnp.int32 and state.count.shape == ()
+    # The count, where the transformation keeps one (test_count_is_kept_only_where_used).
+    assert (isinstance(state.count, tuple) and state.count == ()) or (
+        state.count.dtype == jnp.int32 and state.count.shape == ())
     u, new_state = tx.update(grads_like(), state, params_like())
     assert type(new_state) is case.state
     assert jax.tree.structure(u) == jax.tree.structure(grads_like())
@@ -582,6 +584,32 @@ def test_changing_an_array_hyperparameter_does_not_retrace(name):
     assert len(traces) == 1
 
 
+@pytest.mark.parametrize("make,counts", [
+    (lambda: js.sgd(0.1), [False]),
+    (lambda: js.sgd(js.cosine_decay(0.1, 10)), [True]),  # a schedule reads the count
+    (lambda: js.sgd(0.1, momentum=0.9), [False, False]),
+    (lambda: js.adam(0.1), [True, False]),  # the bias correction reads it
+    (lambda: js.chain(js.clip_by_global_norm(1.0), js.ema(0.9, debias=True),
+                      js.ema(0.9, debias=False)), [False, True, False]),
+], ids=["sgd", "sgd+schedule", "momentum", "adam", "clip+ema"])
+def test_count_is_kept_only_where_used(make, counts):
+    """A transformation keeps its update count when a hyperparameter is a schedule or its
+    formula reads the update number; the others hold () (optax's trace and scale keep
+    none either), and the update numbers stay right where a count is kept."""
+    def parts(state):  # the primitives' states, in order
+        named = lambda x: hasattr(x, "_fields") and "count" in x._fields  # noqa: E731
+        return [s for s in jax.tree.leaves(state, is_leaf=named) if named(s)]
+
+    tx = make()
+    p = jnp.ones(3)
+    state = tx.init(p)
+    assert [not isinstance(s.count, tuple) for s in parts(state)] == counts
+    for _ in range(3):
+        _, state = tx.update(p, state)
+    kept = [int(s.count) for s in parts(state) if not isinstance(s.count, tuple)]
+    assert kept == [3] * sum(counts)
+
+
 def test_number_hyperparameters_are_constants_of_the_state_not_leaves():
     """A number is fixed when the optimizer is built: the state holds no leaf for it
     (each leaf costs a jitted call time), yet `hyperparams` reads it back as before."""
@@ -589,7 +617,7 @@ def test_number_hyperparameters_are_constants_of_the_state_not_leaves():
     state = js.adamw(1e-3, b1=0.8).init(p)
     leaves = jax.tree.leaves(state)
     moments = 2 * len(jax.tree.leaves(p))
-    assert len(leaves) == moments + 3  # the moments and each transformation's count
+    assert len(leaves) == moments + 1  # the moments and adam's count (for its bias correction)
     hp = js.hyperparams(state)
     assert hp["b1"].dtype == jnp.float32 and float(hp["b1"]) == np.float32(0.8)
     assert float(hp["learning_rate"]) == np.float32(1e-3)
