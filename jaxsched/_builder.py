@@ -15,9 +15,9 @@ the tree, dtypes and hyperparameter shapes, and recording the values used.
 The state keeps the count only where it is used: a hyperparameter is a
 schedule, or the formula reads `hp.k` (found by tracing it once on small
 arrays); otherwise `count` holds (), as optax's `trace` and `scale` keep no
-count. Hyperparameters that are all numbers are recorded as `Constants`, in
-the state's structure, not as leaves: a jitted update reads and writes nothing
-for them.
+count. Hyperparameters given as numbers are recorded as `Constants`, in the
+state's structure, not as leaves: a jitted update reads and writes nothing for
+them.
 
 Arithmetic is done in float32 (float64 under x64) whatever the parameter
 dtype; updates come back in the gradients' dtype, buffers in their own

@@ -3,9 +3,9 @@
 Every jaxsched transformation resolves its hyperparameters once per update:
 a number or array is used as is, a schedule (any callable of the step) is
 called with the transformation's update count, so update k (from 0) uses
-`schedule(k)`. The values used are recorded in the state: as arrays, or, when
-all of a transformation's hyperparameters are numbers, as `Constants` in the
-state's structure (no leaves to pass through a jitted update).
+`schedule(k)`. The values used are recorded in the state: those of numbers as
+`Constants`, in the state's structure (no leaves to pass through a jitted
+update), the others as arrays.
 
 A state class declares what it carries with `@carries(owner, measured=...)`:
 its `hyperparams` dict (if it has that field) holds hyperparameters, and the
@@ -60,8 +60,8 @@ def resolve_all(hypers: Mapping[str, Hyper], count: Array) -> dict[str, Array]:
 
 
 class Constants(NamedTuple):
-    """A state's hyperparameters when every one of them is a number: kept in the
-    state's pytree structure (static), not as leaves.
+    """A state's hyperparameters given as numbers: kept in the state's pytree
+    structure (static), not as leaves (`Mixed` holds them beside arrays).
 
     Numbers are fixed when the optimizer is built, so a compiled update has
     nothing to read or write for them: each leaf would cost a jitted call
@@ -102,35 +102,67 @@ def is_number(value: Any) -> bool:
             and not isinstance(value, (bool, np.bool_)))
 
 
+class Mixed(NamedTuple):
+    """A state's hyperparameters when some are numbers and some arrays or schedules:
+    the numbers as `Constants` (no leaves), the others as a dict of arrays. Read
+    by name like a dict."""
+
+    constants: Constants
+    arrays: dict
+
+    def __getitem__(self, key: Any) -> Any:  # type: ignore[override]
+        if isinstance(key, str):
+            return self.arrays[key] if key in self.arrays else self.constants[key]
+        return tuple.__getitem__(self, key)
+
+    def keys(self) -> list[str]:
+        return list(self.constants.names) + list(self.arrays)
+
+    def items(self) -> list[tuple[str, Any]]:
+        return self.constants.items() + list(self.arrays.items())
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self[key] if key in self.keys() else default
+
+
 def record(owner: str, hypers: Mapping[str, Hyper], values: Mapping[str, Array],
            like: Any = None) -> Any:
-    """What a state keeps of its hyperparameters: `Constants` when all are numbers,
-    else the resolved values (a dict of arrays).
+    """What a state keeps of its hyperparameters: the numbers in `Constants` (in the
+    state's structure), the arrays and schedules' values as a dict of arrays;
+    `Mixed` when there are both.
 
     `like`: the recorded hyperparameters of the state being updated; the new
-    record keeps its kind (numbers are recorded as arrays in a state built
-    with arrays). A state built with numbers cannot record arrays (its
-    structure would change under `jit`, `lax.scan` or a group's reset):
-    ValueError.
+    record has its structure: a hyperparameter recorded as an array stays one
+    (a number is recorded as an array there), and one recorded as a number
+    must still be a number, else ValueError (the structure would change under
+    `jit`, `lax.scan` or a group's reset).
     """
-    numbers = all(is_number(v) for v in hypers.values())
-    if isinstance(like, Constants) and not numbers:
-        given = [k for k, v in hypers.items() if not is_number(v)]
-        raise ValueError(
-            f"`{owner}`: the state was built (init) with numbers for every hyperparameter, "
-            f"so they are constants of its structure, but update got {', '.join(given)} as "
-            f"an array or schedule. Build the state with the same kinds, e.g. "
-            f"`init` of the optimizer made with jnp.asarray(...) values, to change them "
-            f"between calls without recompiling.")
-    if numbers and (like is None or isinstance(like, Constants)):
-        return Constants(tuple(hypers), tuple(float(v) for v in hypers.values()))  # type: ignore[arg-type]
-    return dict(values)
+    if like is None:
+        fixed = [k for k, v in hypers.items() if is_number(v)]
+    else:
+        fixed = list(like.names if isinstance(like, Constants) else
+                     like.constants.names if isinstance(like, Mixed) else ())
+        given = [k for k in fixed if not is_number(hypers[k])]
+        if given:
+            raise ValueError(
+                f"`{owner}`: the state was built (init) with a number for "
+                f"{', '.join(given)}, a constant of its structure, but update got an array "
+                f"or schedule. Build the state with the same kinds, e.g. `init` of the "
+                f"optimizer made with jnp.asarray(...) values, to change them between calls "
+                f"without recompiling.")
+    constants = Constants(tuple(fixed), tuple(float(hypers[k]) for k in fixed))  # type: ignore[arg-type]
+    arrays = {k: v for k, v in values.items() if k not in fixed}
+    if not arrays:
+        return constants
+    return Mixed(constants, arrays) if fixed else arrays
 
 
 def rename(recorded: Any, new_name: Callable[[str], str]) -> Any:
     """Recorded hyperparameters under other names, of the same kind."""
     if isinstance(recorded, Constants):
         return Constants(tuple(new_name(k) for k in recorded.names), recorded.numbers)
+    if isinstance(recorded, Mixed):
+        return Mixed(rename(recorded.constants, new_name), rename(recorded.arrays, new_name))
     return {new_name(k): v for k, v in recorded.items()}
 
 

@@ -240,7 +240,7 @@ def _rename_hyperparams(state: Any, rename: Callable[[str], str]) -> Any:
         parts = {f: _rename_hyperparams(getattr(named, f), rename) for f in named._fields
                  if f != "hyperparams"}
         if "hyperparams" in named._fields and isinstance(named.hyperparams,
-                                                         (dict, _hyper.Constants)):
+                                                         (dict, _hyper.Constants, _hyper.Mixed)):
             parts["hyperparams"] = _hyper.rename(named.hyperparams, rename)
         return named._replace(**parts)
     if isinstance(state, (tuple, list)):

@@ -626,9 +626,12 @@ def test_number_hyperparameters_are_constants_of_the_state_not_leaves():
         state[0].hyperparams["b1"] = 0.5  # noqa - a NamedTuple: immutable
     again = pickle.loads(pickle.dumps(state))
     assert jax.tree.structure(again) == jax.tree.structure(state)
-    # An array gives a leaf, whose value changes without a new structure.
+    # An array gives a leaf, whose value changes without a new structure; the numbers
+    # beside it stay constants.
     arrays = js.adamw(jnp.float32(1e-3), b1=jnp.float32(0.8)).init(p)
-    assert len(jax.tree.leaves(arrays)) == len(leaves) + 4 + 1  # adam's four, the lr
+    assert len(jax.tree.leaves(arrays)) == len(leaves) + 2  # b1 and the learning rate
+    assert arrays[0].hyperparams["b2"] == 0.999 and arrays[0].hyperparams["b1"].dtype == jnp.float32
+    assert float(js.hyperparams(arrays)["b2"]) == np.float32(0.999)
 
 
 def test_state_built_with_numbers_refuses_arrays_and_arrays_accept_numbers():
@@ -639,9 +642,16 @@ def test_state_built_with_numbers_refuses_arrays_and_arrays_accept_numbers():
     def step(lr, state):
         return js.adam(lr).update(g, state)
 
-    with pytest.raises(ValueError, match=r"`adam`: the state was built \(init\) with numbers "
-                                         r".*update got learning_rate as an array"):
+    with pytest.raises(ValueError, match=r"`adam`: the state was built \(init\) with a number "
+                                         r"for learning_rate, .*but update got an array"):
         step(jnp.float32(0.1), state)
+    # One number among arrays is held to the same rule; the arrays stay arrays.
+    mixed = js.adam(jnp.float32(0.1), b1=jnp.float32(0.9)).init(p)
+    with pytest.raises(ValueError, match=r"with a number for b2"):
+        js.adam(0.1, b2=jnp.float32(0.99)).update(g, mixed)
+    _, after = js.adam(0.1, b1=0.8).update(g, mixed)
+    assert jax.tree.structure(after) == jax.tree.structure(mixed)
+    assert float(js.hyperparams(after)["b1"]) == np.float32(0.8)
     # The other way round is fine: numbers are recorded as arrays in an array state.
     state = js.adam(jnp.float32(0.1)).init(p)
     _, after = js.adam(0.2).update(g, state)
