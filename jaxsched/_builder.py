@@ -302,6 +302,12 @@ def begin_update(owner: str, hypers: Mapping[str, Hyper], st: Any, updates: PyTr
                              f"update(updates, state, params).")
         check_same_tree(owner, updates, params, what="the params")
     check_real_floats(owner, updates, "the updates")
+    if isinstance(st.count, tuple):
+        scheduled = [k for k, v in hypers.items() if _hyper.is_schedule(v)]
+        if scheduled:
+            raise ValueError(f"`{owner}`: the state keeps no update count (it was built by init "
+                             f"with no schedule), but update got {', '.join(scheduled)} as a "
+                             f"schedule: build the state with the same schedule.")
     values = _hyper.resolve_all(hypers, st.count)
     check_broadcast(owner, values, updates)
     counted = not isinstance(st.count, tuple)

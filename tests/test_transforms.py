@@ -610,6 +610,13 @@ def test_count_is_kept_only_where_used(make, counts):
     assert kept == [3] * sum(counts)
 
 
+def test_state_without_a_count_refuses_a_schedule():
+    p = jnp.ones(3)
+    with pytest.raises(ValueError, match=r"`sgd`: the state keeps no update count .* got "
+                                         r"learning_rate as a schedule"):
+        js.sgd(js.cosine_decay(0.1, 10)).update(p, js.sgd(0.1).init(p))
+
+
 def test_number_hyperparameters_are_constants_of_the_state_not_leaves():
     """A number is fixed when the optimizer is built: the state holds no leaf for it
     (each leaf costs a jitted call time), yet `hyperparams` reads it back as before."""
