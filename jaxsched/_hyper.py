@@ -69,8 +69,8 @@ class Constants(NamedTuple):
     1M-parameter array was 5-7% slower than with its hyperparameters stripped).
     Read by name like the dict it replaces (`state.hyperparams["b1"]`, a
     Python float); `hyperparams(state)` reports the values as arrays of the
-    float dtype. A state built with a number and updated with an array (or the
-    reverse) changes structure once: give `init` the kind `update` will get.
+    float dtype. A hyperparameter recorded here must stay a number at update
+    (`record` raises otherwise): give `init` the kinds `update` will get.
     """
 
     names: tuple[str, ...]
@@ -122,7 +122,7 @@ class Mixed(NamedTuple):
         return self.constants.items() + list(self.arrays.items())
 
     def get(self, key: str, default: Any = None) -> Any:
-        return self[key] if key in self.keys() else default
+        return self[key] if key in self.arrays or key in self.constants.names else default
 
 
 def record(owner: str, hypers: Mapping[str, Hyper], values: Mapping[str, Array],
