@@ -114,7 +114,9 @@ def time_sides(sides: dict, reps: int, blocks: int = 10) -> dict:
     repetition, so each side runs first as often as the others.
 
     `sides`: name -> (tx, params, grads); a side whose tx is None is left out.
-    Returns name -> {"seconds", "compile_s"}.
+    Returns name -> {"seconds", "compile_s", "block_seconds"}: the median over
+    the whole run, and each block's median (the spread of the per-block
+    ratios between two sides shows how far one run's ratio can be trusted).
     """
     runs = {}
     for name, (tx, params, grads) in sides.items():
@@ -122,7 +124,7 @@ def time_sides(sides: dict, reps: int, blocks: int = 10) -> dict:
             continue
         step, p, s, compile_s = compiled_step(tx, params, grads)
         runs[name] = {"step": step, "tx": tx, "params": params, "grads": grads,
-                      "live": None, "times": [], "compile_s": compile_s}
+                      "live": None, "times": [], "blocks": [], "compile_s": compile_s}
         del p, s
     names = list(runs)
     blocks = max(1, min(blocks, reps))
@@ -144,7 +146,10 @@ def time_sides(sides: dict, reps: int, blocks: int = 10) -> dict:
                 run["live"] = run["step"](*run["live"], run["grads"])
                 _block(run["live"])
                 run["times"].append(time.perf_counter() - t0)
-    return {name: {"seconds": float(np.median(r["times"])), "compile_s": r["compile_s"]}
+        for run in runs.values():
+            run["blocks"].append(float(np.median(run["times"][-count:])) if count else None)
+    return {name: {"seconds": float(np.median(r["times"])), "compile_s": r["compile_s"],
+                   "block_seconds": [b for b in r["blocks"] if b is not None]}
             for name, r in runs.items()}
 
 

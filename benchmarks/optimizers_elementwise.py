@@ -19,8 +19,9 @@ the state donated, on trees of 1, 100 and 1,000 float32 vectors holding
 1M parameters in all. The two sides of a pair alternate, repetition by
 repetition, so machine noise hits both, and both sides' buffers are made
 afresh every tenth of the run (see `optimizers.time_sides`); the table gives
-the median time per call and the ratio jaxsched / optax. The last row, optax's
-adam against itself, shows the run's noise floor.
+the median time per call and the ratio jaxsched / optax, with the range of
+the ten blocks' ratios (each block's median over its median). The last row,
+optax's adam against itself, shows the run's noise floor.
 
 Usage:
     python benchmarks/optimizers_elementwise.py
@@ -66,12 +67,15 @@ def pairs() -> dict:
     }
 
 
-def time_pair(txs, tree, reps: int) -> list[float]:
-    """Median seconds per call of (jaxsched, optax), alternating every repetition."""
+def time_pair(txs, tree, reps: int) -> tuple[float, float, list[float]]:
+    """Median seconds per call of jaxsched and optax, alternating every repetition,
+    and the per-block ratios jaxsched / optax."""
     grads = jax.tree.map(lambda x: jnp.full_like(x, 0.01), tree)
     t = optimizers_benchmark.time_sides(
         {"jaxsched": (txs[0], tree, grads), "optax": (txs[1], tree, grads)}, reps)
-    return [t["jaxsched"]["seconds"], t["optax"]["seconds"]]
+    ours, theirs = t["jaxsched"], t["optax"]
+    return (ours["seconds"], theirs["seconds"],
+            [a / b for a, b in zip(ours["block_seconds"], theirs["block_seconds"])])
 
 
 def main(argv=None) -> int:
@@ -84,13 +88,15 @@ def main(argv=None) -> int:
     names = [n for n in pairs() if not args.only or n in args.only.split(",")]
     print(f"jax {jax.__version__}, optax {optax.__version__}, {jax.devices()[0].platform}, "
           f"{args.params:,} float32 parameters, median of {args.reps} calls")
-    print(f"{'optimizer':<28}{'arrays':>8}{'jaxsched us':>14}{'optax us':>12}{'ratio':>8}")
+    print(f"{'optimizer':<28}{'arrays':>8}{'jaxsched us':>14}{'optax us':>12}{'ratio':>8}"
+          f"{'blocks':>14}")
     for n_arrays in [int(a) for a in args.arrays.split(",")]:
         tree = make_tree(n_arrays, args.params)
         for name in names:
-            ours, theirs = time_pair(pairs()[name], tree, args.reps)
+            ours, theirs, blocks = time_pair(pairs()[name], tree, args.reps)
+            spread = f"{min(blocks):.2f}-{max(blocks):.2f}"
             print(f"{name:<28}{n_arrays:>8}{ours * 1e6:>14.0f}{theirs * 1e6:>12.0f}"
-                  f"{ours / theirs:>8.2f}", flush=True)
+                  f"{ours / theirs:>8.2f}{spread:>14}", flush=True)
     return 0
 
 

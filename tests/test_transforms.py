@@ -641,6 +641,38 @@ def test_number_hyperparameters_are_constants_of_the_state_not_leaves():
     assert float(js.hyperparams(arrays)["b2"]) == np.float32(0.999)
 
 
+def test_constants_are_rebuilt_by_jax_without_jaxsched_code():
+    """JAX flattens and rebuilds a state at every jitted call: its constants are
+    nodes JAX handles itself (no jaxsched Python runs), equal exactly when their
+    names and numbers are, and they survive pickling and copies."""
+    import sys
+
+    p = params_like()
+    state = js.adamw(1e-3, b1=0.8).init(p)
+    leaves, treedef = jax.tree.flatten(state)
+    called = []
+
+    def profile(frame, event, arg):
+        if event == "call" and "jaxsched" in frame.f_code.co_filename:
+            called.append(frame.f_code.co_name)
+
+    sys.setprofile(profile)
+    try:
+        jax.tree.flatten(state)
+        treedef.unflatten(leaves)
+        jax.tree.map(lambda x: x, state)
+    finally:
+        sys.setprofile(None)
+    assert called == []
+    # Same numbers: the same structure (no recompiling); other numbers: another one.
+    assert jax.tree.structure(js.adamw(1e-3, b1=0.8).init(p)) == treedef
+    assert jax.tree.structure(js.adamw(1e-3, b1=0.7).init(p)) != treedef
+    assert "Constants(b1=0.8" in str(treedef)  # the numbers show in the structure
+    c = state[0].hyperparams
+    assert c == pickle.loads(pickle.dumps(c)) and c != js.adamw(1e-3).init(p)[0].hyperparams
+    assert jax.tree.map(jnp.copy, state)[0].hyperparams["b1"] == 0.8
+
+
 def test_state_built_with_numbers_refuses_arrays_and_arrays_accept_numbers():
     p, g = params_like(), grads_like(seed=0)
     state = js.adam(0.1).init(p)
