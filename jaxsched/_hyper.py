@@ -17,6 +17,8 @@ global norm, the plateau scale, skip counters). `hyperparams(state)` and
 from __future__ import annotations
 
 import math
+import threading
+import weakref
 
 from typing import Any, Callable, Mapping, NamedTuple, Union
 
@@ -120,23 +122,29 @@ class Constants(tuple):
         return Constants, (self.names, self.numbers)
 
 
-_CONSTANTS_CLASSES: dict[tuple, type] = {}
+# Held while anything (a state, a tree structure, a cache) refers to the class,
+# so that a sweep over many numbers in one process does not keep a class per number.
+_CONSTANTS_CLASSES: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+_CONSTANTS_LOCK = threading.Lock()
 
 
 def _constants_class(names: tuple[str, ...], numbers: tuple[float, ...]) -> type:
     """The class of `Constants(names, numbers)`: one per names and numbers (by value
     and type, so that 1 and 1.0, 0.0 and -0.0 stay apart)."""
     key = (names, tuple((type(x), repr(x)) for x in numbers))
-    cls = _CONSTANTS_CLASSES.get(key)
-    if cls is None:
-        # `__new__` is tuple's: JAX rebuilds the node by calling the class with no
-        # arguments, which then runs no Python code.
-        # Its name shows the numbers where JAX prints a tree's structure.
-        shown = ", ".join(f"{k}={v!r}" for k, v in zip(names, numbers))
-        cls = type(f"Constants({shown})", (Constants,),
-                   {"names": names, "numbers": numbers, "__new__": tuple.__new__,
-                    "__slots__": (), "__module__": __name__})
-        _CONSTANTS_CLASSES[key] = cls
+    with _CONSTANTS_LOCK:  # two threads must not make two classes for one key
+        return _CONSTANTS_CLASSES.get(key) or _new_constants_class(key, names, numbers)
+
+
+def _new_constants_class(key: tuple, names: tuple[str, ...], numbers: tuple[float, ...]) -> type:
+    # `__new__` is tuple's: JAX rebuilds the node by calling the class with no
+    # arguments, which then runs no Python code. The name shows the numbers where
+    # JAX prints a tree's structure.
+    shown = ", ".join(f"{k}={v!r}" for k, v in zip(names, numbers))
+    cls = type(f"Constants({shown})", (Constants,),
+               {"names": names, "numbers": numbers, "__new__": tuple.__new__,
+                "__slots__": (), "__module__": __name__})
+    _CONSTANTS_CLASSES[key] = cls
     return cls
 
 
