@@ -76,10 +76,11 @@ class Constants(tuple):
 
     `Constants(names, numbers)` is an empty named tuple of a class made once
     per (names, numbers), which holds them: JAX flattens and rebuilds such a
-    node in C++, where a node registered with Python callbacks cost each call
-    of a jitted update 1-3% at one 1M-parameter array (measured on 2 cores:
-    the callbacks run while the update's threads do). Two of them are the same
-    node exactly when their names and numbers are equal.
+    node in C++, with no Python callback (measured: adam's state and
+    parameters flatten in 1.3 us, 3.4 us with the callbacks of a node
+    registered static; a jitted adam update of 8 parameters took 1.07x
+    optax's time per call, 1.17x before). Two of them are the same node
+    exactly when their names and numbers are equal.
     """
 
     _fields: tuple[str, ...] = ()
