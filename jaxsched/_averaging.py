@@ -126,18 +126,19 @@ def ema_params(decay: Hyper = 0.999, warmup: int = 0) -> Transformation:
     owner = _checks.caller("ema_params")
     _hyper.check("ema_params", "decay", decay, lo=0, hi=1)
     _checks.integer("ema_params", "warmup", warmup, lo=0, hi=_numerics.INT32_MAX)
+    hypers = {"decay": decay}
 
     def init(params):
         check_real_floats(owner, params, "the parameters")
         return EmaParamsState(count=_numerics.zero_count(), average=_copy(params),
-                              hyperparams=_hyper.record(owner, {"decay": decay}, _hyper.resolve_all(
-                                  {"decay": decay}, _numerics.zero_count())))
+                              hyperparams=_hyper.record(owner, hypers, _hyper.resolve_all(
+                                  hypers, _numerics.zero_count())))
 
     def update(updates, state, params=None, **extra_args):
         del extra_args
         new = _new_params(owner, updates, params)
         check_same_tree(owner, updates, state.average)
-        values = _hyper.resolve_all({"decay": decay}, state.count)
+        values = _hyper.resolve_all(hypers, state.count)
         k = _numerics.next_count(state.count)
         copy = k <= jnp.asarray(warmup, jnp.int32) + 1
         weight = jnp.where(copy, 1, 1 - values["decay"])  # of the new parameters
@@ -150,7 +151,7 @@ def ema_params(decay: Hyper = 0.999, warmup: int = 0) -> Transformation:
 
         average = jax.tree.map(mix, state.average, new)
         return updates, EmaParamsState(count=k, average=average,
-                                        hyperparams=_hyper.record(owner, {"decay": decay}, values,
+                                        hyperparams=_hyper.record(owner, hypers, values,
                                                                   state.hyperparams))
 
     return describe(optax.GradientTransformationExtraArgs(init, update), needs_params=True,

@@ -115,8 +115,9 @@ def restore_state(template: PyTree, restored: PyTree) -> PyTree:
     want, treedef = _flat(template)
     got, _ = _flat(restored)
     # Hyperparameters given as numbers are in the state's structure, not its leaves
-    # (`Constants`); a library that saved them (flax's state dicts do) gives back
-    # entries the template has no leaf for: they are the template's own.
+    # (`Constants`). Entries saved under such a path (from a state that had an array
+    # or schedule there, or from the earlier form that saved the numbers) are
+    # dropped: the template's numbers are the optimizer's own.
     fixed = [tuple(_key_name(k) for k in path) for path, x in
              jax.tree_util.tree_flatten_with_path(
                  template, is_leaf=lambda x: isinstance(x, _hyper.Constants))[0]
