@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from jaxsched import _carry, _checks, _hyper
 from jaxsched._builder import Buffer, MaskOrFn, Transformation, transformation
 from jaxsched._hyper import Hyper, carries
-from jaxsched._numerics import float_dtype
+from jaxsched._numerics import computed_after, float_dtype
 from jaxsched._transforms import add_decayed_weights, chain, scale_by_learning_rate
 from jaxsched._groups import with_groups
 
@@ -567,8 +567,9 @@ def scale_by_adopt(b1: Hyper = 0.9, b2: Hyper = 0.9999, eps: Hyper = 1e-6,
         if use_clipping:
             n = jnp.clip(n, -hp.clip_value, hp.clip_value)
         m = b1_ * m + (1 - b1_) * n
-        v = b2_ * v + (1 - b2_) * jnp.square(g)
         u = b1_ * m + (1 - b1_) * n if nesterov else m
+        # m and u read the old v: v is written after them, in place (no copy)
+        v = computed_after(b2_ * v + (1 - b2_) * jnp.square(g), u)
         return u, m, v
 
     return transformation(owner, ScaleByAdoptState, hypers, step,

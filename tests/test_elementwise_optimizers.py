@@ -12,6 +12,7 @@ schedules read back with `hyperparams`; update 0 of schedule-free uses
 from __future__ import annotations
 
 import inspect
+import re
 
 import jax
 import jax.numpy as jnp
@@ -88,6 +89,42 @@ def test_adopt_custom_clip_value_fn_matches_optax():
     b, _ = trajectory(optax.contrib.adopt(0.01, clip_value_fn=fn), p, g)
     assert_params_close(a, b, rtol=1e-6)
     assert float(js.hyperparams(state, "clip_value")) == pytest.approx(float(fn(119)))
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_adopt_updates_its_second_moment_in_place(nesterov):
+    """ADOPT's first moment reads the old v. Written after it (`computed_after`),
+    the donated v is updated in place; unordered, XLA copied v first (and
+    optax's adopt still does)."""
+    opt = js.adopt(0.01, nesterov=nesterov)
+    params = {"w": jnp.ones((64, 32)), "b": jnp.ones(32)}
+
+    def step(params, state, grads):
+        updates, state = opt.update(grads, state, params)
+        return optax.apply_updates(params, updates), state
+
+    hlo = jax.jit(step, donate_argnums=(0, 1)).lower(
+        params, opt.init(params), params).compile().as_text()
+    entry = hlo[hlo.index("\nENTRY"):]
+    assert not re.findall(r"= f32\[[0-9,]+\]\S* copy\(", entry), entry
+    a, _ = trajectory(opt, params_like(), random_grads(20))
+    b, _ = trajectory(optax.contrib.adopt(0.01, nesterov=nesterov), params_like(), random_grads(20))
+    assert_params_close(a, b, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16, jnp.float16])
+def test_computed_after_returns_the_value_exactly(dtype):
+    from jaxsched._numerics import computed_after
+    special = jnp.array([0.0, -0.0, 1.5, -2.0, jnp.inf, -jnp.inf, jnp.nan, 1e-30], dtype)
+    for earlier in (jnp.array([jnp.nan]), jnp.array([-jnp.inf]), jnp.array([-0.0]),
+                    jnp.zeros((0,)), jnp.ones((2, 3), jnp.bfloat16)):
+        for f in (computed_after, jax.jit(computed_after)):
+            out = f(special, earlier)
+            assert out.dtype == special.dtype
+            np.testing.assert_array_equal(np.asarray(out, np.float32),
+                                          np.asarray(special, np.float32))
+            assert np.array_equal(np.signbit(np.asarray(out, np.float32)),
+                                  np.signbit(np.asarray(special, np.float32)))
 
 
 # ---------------------------------------------------------------- structure and dtypes
