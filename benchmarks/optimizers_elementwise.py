@@ -16,12 +16,15 @@ e.g. PyTorch's eps placement, which costs the same):
 
 Each update is `update` then `apply_updates`, jitted with the parameters and
 the state donated, on trees of 1, 100 and 1,000 float32 vectors holding
-1M parameters in all. The two sides of a pair alternate, repetition by
-repetition, so machine noise hits both, and both sides' buffers are made
-afresh every tenth of the run (see `optimizers.time_sides`); the table gives
-the median time per call and the ratio jaxsched / optax, with the range of
-the ten blocks' ratios (each block's median over its median). The last row,
-optax's adam against itself, shows the run's noise floor.
+1M parameters in all. Each library runs twice (two instances with their own
+buffers), the four sides alternating repetition by repetition so machine
+noise hits all of them, their arrays rotating through the four sides' memory
+between blocks (see `optimizers.time_sides`). The table gives each library's
+median time per call (the geometric mean of its two sides), the ratio
+jaxsched / optax, the range of the blocks' ratios, and `self`: how far each
+library's second side lay from its first in the same run (the larger of the
+two), the run's own noise. The last row, optax's adam on both sides, is a
+pair with no difference at all.
 
 Usage:
     python benchmarks/optimizers_elementwise.py
@@ -67,15 +70,30 @@ def pairs() -> dict:
     }
 
 
-def time_pair(txs, tree, reps: int) -> tuple[float, float, list[float]]:
-    """Median seconds per call of jaxsched and optax, alternating every repetition,
-    and the per-block ratios jaxsched / optax."""
+def time_pair(name: str, tree, reps: int) -> dict:
+    """jaxsched against optax, each side twice (two instances, two sets of buffers).
+
+    Returns each library's time per call (the geometric mean of its two sides'
+    medians), the ratio, the per-block ratios, and the run's own noise: how
+    far each library's second side lay from its first (the larger of the two).
+    """
     grads = jax.tree.map(lambda x: jnp.full_like(x, 0.01), tree)
+    (ours, theirs), (ours2, theirs2) = pairs()[name], pairs()[name]
     t = optimizers_benchmark.time_sides(
-        {"jaxsched": (txs[0], tree, grads), "optax": (txs[1], tree, grads)}, reps)
-    ours, theirs = t["jaxsched"], t["optax"]
-    return (ours["seconds"], theirs["seconds"],
-            [a / b for a, b in zip(ours["block_seconds"], theirs["block_seconds"])])
+        {"jaxsched": (ours, tree, grads), "optax": (theirs, tree, grads),
+         "jaxsched 2": (ours2, tree, grads), "optax 2": (theirs2, tree, grads)}, reps)
+
+    def mean(a, b):
+        return (a * b) ** 0.5
+
+    js_s = mean(t["jaxsched"]["seconds"], t["jaxsched 2"]["seconds"])
+    ox_s = mean(t["optax"]["seconds"], t["optax 2"]["seconds"])
+    blocks = [mean(a, b) / mean(c, d) for a, b, c, d in zip(
+        *(t[k]["block_seconds"] for k in ("jaxsched", "jaxsched 2", "optax", "optax 2")))]
+    noise = max(abs(t["jaxsched 2"]["seconds"] / t["jaxsched"]["seconds"] - 1),
+                abs(t["optax 2"]["seconds"] / t["optax"]["seconds"] - 1))
+    return {"jaxsched": js_s, "optax": ox_s, "ratio": js_s / ox_s, "blocks": blocks,
+            "noise": noise}
 
 
 def main(argv=None) -> int:
@@ -89,14 +107,14 @@ def main(argv=None) -> int:
     print(f"jax {jax.__version__}, optax {optax.__version__}, {jax.devices()[0].platform}, "
           f"{args.params:,} float32 parameters, median of {args.reps} calls")
     print(f"{'optimizer':<28}{'arrays':>8}{'jaxsched us':>14}{'optax us':>12}{'ratio':>8}"
-          f"{'blocks':>14}")
+          f"{'blocks':>14}{'self':>8}")
     for n_arrays in [int(a) for a in args.arrays.split(",")]:
         tree = make_tree(n_arrays, args.params)
         for name in names:
-            ours, theirs, blocks = time_pair(pairs()[name], tree, args.reps)
-            spread = f"{min(blocks):.2f}-{max(blocks):.2f}"
-            print(f"{name:<28}{n_arrays:>8}{ours * 1e6:>14.0f}{theirs * 1e6:>12.0f}"
-                  f"{ours / theirs:>8.2f}{spread:>14}", flush=True)
+            r = time_pair(name, tree, args.reps)
+            spread = f"{min(r['blocks']):.2f}-{max(r['blocks']):.2f}"
+            print(f"{name:<28}{n_arrays:>8}{r['jaxsched'] * 1e6:>14.0f}{r['optax'] * 1e6:>12.0f}"
+                  f"{r['ratio']:>8.2f}{spread:>14}{100 * r['noise']:>7.1f}%", flush=True)
     return 0
 
 

@@ -90,3 +90,31 @@ def test_groups_benchmark_times_both_layouts(tmp_path):
     import update  # benchmarks/update.py's table of it
     table = update.groups_markdown([report])
     assert table.count("\n") == 2 and "| 20 | 2,000 |" in table
+
+
+def test_rotating_buffers_keeps_each_sides_values_and_moves_its_memory():
+    """benchmarks/optimizers.py's `_rotate_buffers`: side i's arrays land in the
+    buffers side i + 1 held (the last side's in the first's), values unchanged;
+    a position whose shapes differ between sides stays where it was."""
+    import jax.numpy as jnp
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import optimizers as optimizers_benchmark
+
+    names = ["a", "b", "c"]
+    runs = {n: {"live": ({"w": jnp.full((1000,), float(i))},
+                         {"m": jnp.full((1000,), 10.0 + i), "odd": jnp.zeros((3 + i,)),
+                          "count": jnp.int32(i)})}
+            for i, n in enumerate(names)}
+
+    def pointers(n):
+        p, s = runs[n]["live"]
+        return p["w"].unsafe_buffer_pointer(), s["m"].unsafe_buffer_pointer()
+
+    before = {n: pointers(n) for n in names}
+    odd = {n: runs[n]["live"][1]["odd"].unsafe_buffer_pointer() for n in names}
+    optimizers_benchmark._rotate_buffers(runs, names)
+    for i, n in enumerate(names):
+        p, s = runs[n]["live"]
+        assert float(p["w"][0]) == i and float(s["m"][-1]) == 10.0 + i and int(s["count"]) == i
+        assert pointers(n) == before[names[(i + 1) % 3]]
+        assert s["odd"].unsafe_buffer_pointer() == odd[n] and s["odd"].shape == (3 + i,)
