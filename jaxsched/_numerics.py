@@ -124,6 +124,7 @@ def next_count(count: Array) -> Array:
     return jnp.where(count < INT32_MAX, count + 1, count).astype(jnp.int32)
 
 
+@jax.jit  # one named equation: `_shared_groups` runs it on whole shared buffers
 def computed_after(value: Array, earlier: Array) -> Array:
     """`value`, made to depend on `earlier`: value * 1, the 1 read from earlier's bits.
 

@@ -138,6 +138,15 @@ def _evaluate(jaxpr: Any, consts: Sequence[Any], inputs: list, starts: Sequence[
 
 def _elementwise(eqn: Any, ins: list, starts: Sequence[int], pieces: dict) -> list:
     name = eqn.primitive.name
+    if name in _CALLS and eqn.params.get("name") == "computed_after":
+        # value * 1, ordered after `earlier` (`_numerics.computed_after`): on the whole
+        # buffers as they are; a value that is not a whole buffer is returned as it is
+        (kind, value), (_, earlier) = ins
+        if kind != "E":
+            return [ins[0]]
+        if isinstance(earlier, list):
+            earlier = earlier[0]
+        return [("E", out) for out in _bind(eqn, [value, earlier])]
     if name in _CALLS:
         closed = eqn.params["jaxpr"]
         return _evaluate(closed.jaxpr, closed.consts, ins, starts)

@@ -64,9 +64,10 @@ OPTIMIZERS = {
                                 js.adamw(0.05, weight_decay=0.1, groups=g)),
     "lion": lambda g: js.lion(0.01, groups=g),
     "radam": lambda g: js.radam(0.05, groups=g),
+    "adopt": lambda g: js.adopt(0.05, groups=g),  # its formula orders two writes (computed_after)
 }
 HEAD = {"sgd": dict(momentum=0.5), "adam": dict(b1=0.8), "adamw": dict(b1=0.8, weight_decay=0.0),
-        "lion": dict(b2=0.9), "radam": dict(b2=0.99)}
+        "lion": dict(b2=0.9), "radam": dict(b2=0.99), "adopt": dict(b1=0.8)}
 
 
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
