@@ -138,7 +138,7 @@ def _evaluate(jaxpr: Any, consts: Sequence[Any], inputs: list, starts: Sequence[
 
 def _elementwise(eqn: Any, ins: list, starts: Sequence[int], pieces: dict) -> list:
     name = eqn.primitive.name
-    if name in _CALLS and eqn.params.get("name") == "computed_after":
+    if name in _CALLS and eqn.params.get("name") == _numerics.COMPUTED_AFTER:
         # value * 1, ordered after `earlier` (`_numerics.computed_after`): on the whole
         # buffers as they are; a value that is not a whole buffer is returned as it is
         (kind, value), (_, earlier) = ins
