@@ -125,18 +125,19 @@ def next_count(count: Array) -> Array:
 
 
 def _jaxsched_computed_after(value: Array, earlier: Array) -> Array:
-    """`value`, made to depend on `earlier`: value * 1, the 1 read from earlier's bits.
+    """`value`, made to depend on `earlier`: value * 1, each 1 read from earlier's bits.
 
     XLA updates a donated buffer in place only when every reader of its old
     value runs before the writer; when nothing orders them it copies the
     buffer first (a full read and write). A formula whose new `earlier` reads
     the old value of the buffer that `value` replaces passes both here: the
-    writer of `value` then reads `earlier` (its first element only), so it runs
-    second and the copy goes. Exact for every value (x * 1 == x); if XLA ever
-    folds the 1 away, only the copy comes back.
+    writer of `value` then reads `earlier`, so it runs second and the copy
+    goes. `earlier` has value's shape (or is a scalar) and is read element by
+    element, so on a sharded buffer each device reads its own shard (its
+    first element alone would need a collective). Exact for every value
+    (x * 1 == x); if XLA ever folds the 1 away, only the copy comes back.
     """
-    first = jnp.sum(earlier.ravel()[:1]).astype(jnp.float32)
-    bits = jax.lax.bitcast_convert_type(first, jnp.uint32)
+    bits = jax.lax.bitcast_convert_type(jnp.asarray(earlier).astype(jnp.float32), jnp.uint32)
     return value * (1 + ((bits >> 31) >> 1)).astype(value.dtype)
 
 

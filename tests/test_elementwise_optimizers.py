@@ -22,8 +22,8 @@ import pytest
 
 import jaxsched as js
 from optimizer_registry import params_like, random_grads
-from training import (assert_params_close, assert_trees_close, train_random, trajectory,
-                      tree_of_every_kind)
+from training import (assert_params_close, assert_trees_close, run_on_eight_cpu_devices,
+                      train_random, trajectory, tree_of_every_kind)
 
 REGISTRY = {
     "nadam": lambda: js.nadam(0.01, weight_decay=0.01),
@@ -116,15 +116,49 @@ def test_adopt_updates_its_second_moment_in_place(nesterov):
 def test_computed_after_returns_the_value_exactly(dtype):
     from jaxsched._numerics import computed_after
     special = jnp.array([0.0, -0.0, 1.5, -2.0, jnp.inf, -jnp.inf, jnp.nan, 1e-30], dtype)
-    for earlier in (jnp.array([jnp.nan]), jnp.array([-jnp.inf]), jnp.array([-0.0]),
-                    jnp.zeros((0,)), jnp.ones((2, 3), jnp.bfloat16)):
+    for earlier in (special[::-1].astype(jnp.float32), special.astype(jnp.bfloat16),
+                    jnp.float32(jnp.nan), jnp.float32(-0.0)):
         for f in (computed_after, jax.jit(computed_after)):
             out = f(special, earlier)
-            assert out.dtype == special.dtype
+            assert out.dtype == special.dtype and out.shape == special.shape
             np.testing.assert_array_equal(np.asarray(out, np.float32),
                                           np.asarray(special, np.float32))
             assert np.array_equal(np.signbit(np.asarray(out, np.float32)),
                                   np.signbit(np.asarray(special, np.float32)))
+
+
+def test_adopt_on_a_sharded_flat_buffer_needs_no_collective():
+    """computed_after reads the first moment element by element: on a flat buffer split
+    over 8 devices each device orders its own shard, with no collective and no copy."""
+    run_on_eight_cpu_devices("""
+import re
+import numpy as np
+import jax, jax.numpy as jnp, optax, jaxsched as js
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+data = NamedSharding(Mesh(np.array(jax.devices()), ("data",)), P("data"))
+tree = {"w": jnp.arange(64 * 32, dtype=jnp.float32).reshape(64, 32) / 1000, "b": jnp.ones(32)}
+grads = jax.tree.map(lambda p: jnp.cos(p * 3.0), tree)
+opt = js.adopt(1e-2)
+flat = jax.device_put(js.flat_params(tree, multiple_of=8), data)
+flat_g = jax.vjp(lambda f: f.unflatten(), flat)[1](grads)[0]
+def step(p, s, g):
+    u, s = opt.update(g, s, p)
+    return optax.apply_updates(p, u), s
+jitted = jax.jit(step, donate_argnums=(0, 1))
+p, s = flat, opt.init(flat)
+entry = jitted.lower(p, s, flat_g).compile().as_text()
+entry = entry[entry.index("ENTRY"):]
+assert not re.findall(r"all-reduce|all-gather|collective-permute|all-to-all", entry), entry
+assert not re.findall(r"= f32\\[[0-9,]+\\]\\S* copy\\(", entry), entry
+tp, ts = tree, opt.init(tree)
+for _ in range(5):
+    p, s = jitted(p, s, flat_g)
+    tp, ts = step(tp, ts, grads)
+for a, b in zip(jax.tree.leaves(p.unflatten()), jax.tree.leaves(tp)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-8)
+assert all(x.sharding.spec == P("data") for x in jax.tree.leaves(s[0].nu))
+print("OK")
+""")
 
 
 # ---------------------------------------------------------------- structure and dtypes
