@@ -124,7 +124,7 @@ def next_count(count: Array) -> Array:
     return jnp.where(count < INT32_MAX, count + 1, count).astype(jnp.int32)
 
 
-def _jaxsched_computed_after(value: Array, earlier: Array) -> Array:
+def computed_after(value: Array, earlier: Array) -> Array:
     """`value`, made to depend on `earlier`: value * 1, each 1 read from earlier's bits.
 
     XLA updates a donated buffer in place only when every reader of its old
@@ -139,8 +139,3 @@ def _jaxsched_computed_after(value: Array, earlier: Array) -> Array:
     """
     bits = jax.lax.bitcast_convert_type(jnp.asarray(earlier).astype(jnp.float32), jnp.uint32)
     return value * (1 + ((bits >> 31) >> 1)).astype(value.dtype)
-
-
-# One jitted equation under a name of its own, which `_shared_groups` runs on whole buffers.
-computed_after = jax.jit(_jaxsched_computed_after)
-COMPUTED_AFTER = _jaxsched_computed_after.__name__

@@ -41,12 +41,14 @@ Array = jax.Array
 
 # Primitives that act element by element (operands of the output's shape, or scalars).
 ELEMENTWISE = frozenset({
-    "abs", "acos", "acosh", "add", "and", "asin", "asinh", "atan", "atan2", "atanh", "cbrt",
+    "abs", "acos", "acosh", "add", "and", "asin", "asinh", "atan", "atan2", "atanh",
+    "bitcast_convert_type", "cbrt",
     "ceil", "clamp", "convert_element_type", "copy", "copy_p", "cos", "cosh", "div", "eq",
     "erf", "erf_inv", "erfc", "exp", "exp2", "expm1", "floor", "ge", "gt", "integer_pow",
     "is_finite", "le", "lgamma", "log", "log1p", "logistic", "lt", "max", "min", "mul", "ne",
     "neg", "nextafter", "not", "or", "pow", "reduce_precision", "rem", "round", "rsqrt",
-    "select_n", "sign", "sin", "sinh", "sqrt", "square", "sub", "tan", "tanh", "xor",
+    "select_n", "shift_left", "shift_right_arithmetic", "shift_right_logical", "sign", "sin",
+    "sinh", "sqrt", "square", "sub", "tan", "tanh", "xor",
 })
 _CALLS = frozenset({"pjit", "jit", "closed_call"})
 
@@ -138,15 +140,6 @@ def _evaluate(jaxpr: Any, consts: Sequence[Any], inputs: list, starts: Sequence[
 
 def _elementwise(eqn: Any, ins: list, starts: Sequence[int], pieces: dict) -> list:
     name = eqn.primitive.name
-    if name in _CALLS and eqn.params.get("name") == _numerics.COMPUTED_AFTER:
-        # value * 1, ordered after `earlier` (`_numerics.computed_after`): on the whole
-        # buffers as they are; a value that is not a whole buffer is returned as it is
-        (kind, value), (_, earlier) = ins
-        if kind != "E":
-            return [ins[0]]
-        if isinstance(earlier, list):
-            earlier = earlier[0]
-        return [("E", out) for out in _bind(eqn, [value, earlier])]
     if name in _CALLS:
         closed = eqn.params["jaxpr"]
         return _evaluate(closed.jaxpr, closed.consts, ins, starts)
