@@ -161,6 +161,40 @@ print("OK")
 """)
 
 
+def test_prodigy_order_on_a_sharded_flat_buffer_adds_no_collective():
+    """The order for large arrays reads the sum of |s| that the estimate needs anyway
+    (XLA computes it once): on a flat buffer split over 8 devices the update makes
+    the same one all-reduce, three reductions and no copy as without the order."""
+    run_on_eight_cpu_devices("""
+import re
+import numpy as np
+import jax, jax.numpy as jnp, optax, jaxsched as js
+from jaxsched import _prodigy
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+data = NamedSharding(Mesh(np.array(jax.devices()), ("data",)), P("data"))
+tree = {"w": jnp.linspace(-1, 1, 1024 * 512).reshape(1024, 512), "b": jnp.ones(32)}
+grads = jax.tree.map(lambda p: jnp.cos(p * 3.0), tree)
+counts = []
+for size in (_prodigy.ORDERED_SIZE, 10 ** 9):
+    _prodigy.ORDERED_SIZE = size
+    opt = js.prodigy()
+    flat = jax.device_put(js.flat_params(tree, multiple_of=8), data)
+    flat_g = jax.vjp(lambda f: f.unflatten(), flat)[1](grads)[0]
+    def step(p, s, g):
+        u, s = opt.update(g, s, p)
+        return optax.apply_updates(p, u), s
+    jaxpr = str(jax.make_jaxpr(step)(flat, opt.init(flat), flat_g))
+    assert ("bitcast_convert_type" in jaxpr) == (size < 10 ** 9)
+    entry = jax.jit(step, donate_argnums=(0, 1)).lower(flat, opt.init(flat), flat_g).compile().as_text()
+    entry = entry[entry.index("ENTRY"):]
+    counts.append((len(re.findall(r"all-reduce\\(", entry)),
+                   len(re.findall(r"kind=kCustom|reduce\\(", entry)),
+                   len(re.findall(r"= f32\\[[0-9,]+\\]\\S* copy\\(", entry))))
+assert counts[0] == counts[1] and counts[0][0] == 1 and counts[0][2] == 0, counts
+print("OK")
+""")
+
+
 # ---------------------------------------------------------------- structure and dtypes
 
 
@@ -509,3 +543,31 @@ def test_edge_configurations_stay_finite(make):
         p = optax.apply_updates(p, u)
         carried = [s._replace(hyperparams={}) for s in state]
         assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves((u, carried)))
+
+
+def test_prodigy_orders_large_arrays_without_changing_a_value(monkeypatch):
+    """An array of `ORDERED_SIZE` elements updates its moments after its sum of
+    |s| (a data dependency for XLA's schedule, value * 1): bitwise the values
+    of the same updates without it, jitted, the small array unaffected."""
+    from jaxsched import _prodigy
+    n = _prodigy.ORDERED_SIZE
+    params = {"big": jnp.linspace(-1.0, 1.0, n), "small": jnp.linspace(0.5, 1.5, 7)}
+
+    def run(opt):
+        update = jax.jit(opt.update)
+        p, state, out = params, opt.init(params), []
+        for k in range(6):
+            g = jax.tree.map(lambda x: jnp.sin(3.0 * x + k) * 0.01, p)
+            u, state = update(g, state, p)
+            p = optax.apply_updates(p, u)
+            out.append((p, state))
+        return out, jax.make_jaxpr(opt.update)(params, opt.init(params), params)
+
+    ordered, jaxpr = run(js.prodigy(weight_decay=0.01))
+    assert "bitcast_convert_type" in str(jaxpr)  # the order is there
+    assert float(jnp.max(jnp.abs(ordered[-1][0]["big"] - params["big"]))) > 0
+    monkeypatch.setattr(_prodigy, "ORDERED_SIZE", n + 1)
+    plain, jaxpr = run(js.prodigy(weight_decay=0.01))
+    assert "bitcast_convert_type" not in str(jaxpr)
+    for a, b in zip(jax.tree.leaves(ordered), jax.tree.leaves(plain)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -199,6 +199,18 @@ def test_trajectory_equals_reference(name):
     assert op.moved(theirs) > 0.02, "the run barely moved the parameters"
 
 
+@pytest.mark.parametrize("name", ["prodigy", "prodigy_coupled_options"])
+def test_prodigy_with_every_array_ordered_equals_the_reference(name, monkeypatch):
+    """Arrays of `ORDERED_SIZE` elements or more update their moments after
+    their sum of |s| (an ordering for XLA's schedule); with the threshold at 1
+    every array of the small model takes that path, and still follows prodigyopt."""
+    from jaxsched import _prodigy
+    monkeypatch.setattr(_prodigy, "ORDERED_SIZE", 1)
+    case = CASES[name]
+    theirs = op.run_torch(case.theirs, case.set_group, STEPS)
+    op.assert_trajectories_close(op.run_jax(case.ours(), STEPS), theirs, RTOL)
+
+
 def test_prodigy_skips_a_zero_learning_rate_update_as_the_reference():
     """LR_UNIT(0) = 0: the first update moves nothing and takes no step."""
     opt = js.prodigy(LR_UNIT)
