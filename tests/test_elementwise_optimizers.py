@@ -545,13 +545,15 @@ def test_edge_configurations_stay_finite(make):
         assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves((u, carried)))
 
 
-def test_prodigy_orders_large_arrays_without_changing_a_value(monkeypatch):
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16], ids=lambda d: jnp.dtype(d).name)
+def test_prodigy_orders_large_arrays_without_changing_a_value(monkeypatch, dtype):
     """An array of `ORDERED_SIZE` elements updates its moments after its sum of
     |s| (a data dependency for XLA's schedule, value * 1): bitwise the values
-    of the same updates without it, jitted, the small array unaffected."""
+    of the same updates without it, jitted, float32 and bfloat16 parameters."""
     from jaxsched import _prodigy
     n = _prodigy.ORDERED_SIZE
-    params = {"big": jnp.linspace(-1.0, 1.0, n), "small": jnp.linspace(0.5, 1.5, 7)}
+    params = {"big": jnp.linspace(-1.0, 1.0, n, dtype=dtype),
+              "small": jnp.linspace(0.5, 1.5, 7, dtype=dtype)}
 
     def run(opt):
         update = jax.jit(opt.update)
@@ -565,9 +567,10 @@ def test_prodigy_orders_large_arrays_without_changing_a_value(monkeypatch):
 
     ordered, jaxpr = run(js.prodigy(weight_decay=0.01))
     assert "bitcast_convert_type" in str(jaxpr)  # the order is there
-    assert float(jnp.max(jnp.abs(ordered[-1][0]["big"] - params["big"]))) > 0
+    assert float(jnp.max(jnp.abs(ordered[-1][0]["big"].astype(jnp.float32)
+                                 - params["big"].astype(jnp.float32)))) > 0
     monkeypatch.setattr(_prodigy, "ORDERED_SIZE", n + 1)
     plain, jaxpr = run(js.prodigy(weight_decay=0.01))
     assert "bitcast_convert_type" not in str(jaxpr)
     for a, b in zip(jax.tree.leaves(ordered), jax.tree.leaves(plain)):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        np.testing.assert_array_equal(np.asarray(a, np.float32), np.asarray(b, np.float32))
