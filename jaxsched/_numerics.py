@@ -127,15 +127,17 @@ def next_count(count: Array) -> Array:
 def computed_after(value: Array, earlier: Array) -> Array:
     """`value`, made to depend on `earlier`: value * 1, each 1 read from earlier's bits.
 
-    XLA updates a donated buffer in place only when every reader of its old
-    value runs before the writer; when nothing orders them it copies the
-    buffer first (a full read and write). A formula whose new `earlier` reads
-    the old value of the buffer that `value` replaces passes both here: the
-    writer of `value` then reads `earlier`, so it runs second and the copy
-    goes. `earlier` has value's shape (or is a scalar) and is read element by
+    A data dependency that orders XLA's work where the formula does not:
+    - in place: XLA updates a donated buffer in place only when every reader
+      of its old value runs before the writer, and otherwise copies it first
+      (a full read and write). Passing the new value of a reader as `earlier`
+      makes the writer of `value` run second, and the copy goes (ADOPT);
+    - for the cache: a loop that must come after a reduction reads that
+      reduction's scalar here (Prodigy's moments after the sum of |s|).
+    `earlier` has value's shape (or is a scalar) and is read element by
     element, so on a sharded buffer each device reads its own shard (its
     first element alone would need a collective). Exact for every value
-    (x * 1 == x); if XLA ever folds the 1 away, only the copy comes back.
+    (x * 1 == x); if XLA ever folds the 1 away, only the order is lost.
     """
     bits = jax.lax.bitcast_convert_type(jnp.asarray(earlier).astype(jnp.float32), jnp.uint32)
     return value * (1 + ((bits >> 31) >> 1)).astype(value.dtype)
