@@ -372,8 +372,8 @@ def scale_by_adamax(b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper = 1e-8) -> Tr
     n = max(b2 * n, |g| + eps)
     u = m / ((1 - b1^k) * n)
 
-    PyTorch's eps placement (inside the maximum); optax's `scale_by_adamax`
-    uses m_hat / (max(b2 * n, |g|) + eps).
+    eps inside the maximum, as PyTorch's `Adamax` and optax's `scale_by_adamax`
+    (which computes max(|g| + eps, b2 * n)).
 
     Args:
       b1, b2: in [0, 1).
@@ -408,7 +408,7 @@ def adamax(learning_rate: Hyper, b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper 
     Args:
       learning_rate: >= 0 (PyTorch's default is 2e-3).
       b1, b2: PyTorch's `betas`, in [0, 1).
-      eps: > 0 (PyTorch's placement, see `scale_by_adamax`).
+      eps: > 0 (inside the maximum, as PyTorch and optax; see `scale_by_adamax`).
       weight_decay: L2 penalty, >= 0, or None (the default) for none.
 
     References: Kingma & Ba, 2015.

@@ -82,6 +82,19 @@ def test_adopt_matches_optax_contrib_adopt_with_schedules(nesterov, use_clipping
     assert float(js.hyperparams(state, "b1")) == pytest.approx(float(b1(209)), rel=1e-6)
 
 
+def test_adamax_matches_optax_adamax_with_schedules():
+    """optax's `update_infinity_moment` is max(|g| + eps, b2 * n), PyTorch's placement too."""
+    lr = js.warmup(js.cosine_decay(0.01, 200), 10)
+    b1 = js.polynomial_decay(0.95, 200, 0.8)
+    p, g = params_like(), random_grads(210)
+    a, state = trajectory(js.adamax(lr, b1, 0.999, 1e-2), p, g)
+    b, _ = trajectory(optax.inject_hyperparams(optax.adamax)(
+        learning_rate=lr, b1=b1, b2=0.999, eps=1e-2), p, g)
+    assert_params_close(a, b, rtol=1e-6)
+    assert float(jnp.abs(a["w"][-1] - p["w"]).max()) > 1e-2
+    assert float(js.hyperparams(state, "b1")) == pytest.approx(float(b1(209)), rel=1e-6)
+
+
 def test_adopt_custom_clip_value_fn_matches_optax():
     fn = js.polynomial_decay(0.1, 100, 2.0)
     p, g = params_like(), random_grads(120)
