@@ -437,7 +437,8 @@ def scale_by_amsgrad(b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper = 1e-8, *,
 
     PyTorch keeps the maximum of the raw second moment and bias-corrects it
     with the current k; optax's `scale_by_amsgrad` keeps the maximum of the
-    bias-corrected moment. The two differ in the first updates.
+    bias-corrected moment, which keeps the large early values: the two differ
+    from the second update on, and with shrinking gradients ever more.
     `scale_by_adam(amsgrad=True)` is the same PyTorch form with Adam's
     `eps_root`, `nu_dtype` and `nesterov` (state `ScaleByAdamAmsgradState`).
 

@@ -69,7 +69,7 @@ def orthogonalize(x: Array, ns_coeffs: tuple = NS_COEFFS, ns_steps: int = NS_STE
     ns_steps times:  A = X X^T;  X = a X + (b A + c A A) X      ((a, b, c) = ns_coeffs)
 
     PyTorch's `_zeropower_via_newtonschulz` (which always computes in
-    bfloat16: pass `dtype=jnp.bfloat16` for that). The result is close to
+    bfloat16; `dtype=jnp.bfloat16` rounds to bfloat16 too). The result is close to
     U V^T for x = U S V^T, with singular values near 1 (between about 0.7
     and 1.2 for the default coefficients), in x's dtype.
 
@@ -150,7 +150,8 @@ def scale_by_muon(ns_coeffs: Any = NS_COEFFS, ns_steps: int = NS_STEPS, beta: Hy
     s = sqrt(max(1, A / B))   ("original", Keller Jordan's)  or  0.2 * sqrt(max(A, B))  ("match_rms_adamw")
 
     No bias correction (optax's `contrib.scale_by_muon` divides by 1 - beta^k
-    and scales with fan_out / fan_in of its dimension numbers). An array of
+    and has no shape factor: its `contrib.muon` chains `scale_by_shape`, with
+    fan_out / fan_in of its dimension numbers). An array of
     rank > 2 is reshaped to (d0, d1*...*dn) (`reshape="first"`: PyTorch's
     (out, in, kh, kw) convolutions) or (d0*...*dn-1, dn) (`"last"`: flax's
     (kh, kw, in, out)), orthogonalized and reshaped back; A, B are that
@@ -174,8 +175,9 @@ def scale_by_muon(ns_coeffs: Any = NS_COEFFS, ns_steps: int = NS_STEPS, beta: Hy
       adjust_lr_fn: "original" (or None) or "match_rms_adamw", as PyTorch.
       reshape: "first" or "last", how an array of rank > 2 becomes a matrix.
       ns_dtype: dtype of the iteration; default the computation dtype
-        (float32, float64 under x64). PyTorch computes it in bfloat16: pass
-        `jnp.bfloat16` to do the same.
+        (float32, float64 under x64). PyTorch computes it in bfloat16;
+        `jnp.bfloat16` rounds to bfloat16 too, though not as PyTorch does
+        step for step.
 
     Raises:
       ValueError: for an argument out of range, or (at the first update) an

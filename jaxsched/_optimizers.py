@@ -83,8 +83,10 @@ def rmsprop(learning_rate: Hyper, decay: Hyper = 0.9, eps: Hyper = 1e-8,
     """RMSProp: v = decay * v + (1 - decay) * g^2; p -= lr * g / sqrt(v + eps).
 
     `eps` inside the root by default, as optax; PyTorch's RMSprop is
-    `eps_in_sqrt=False`. With `momentum`, the scaled update feeds a momentum
-    buffer (`trace`), as optax and PyTorch.
+    `eps_in_sqrt=False`. With `momentum`, the update scaled by the learning
+    rate feeds a momentum buffer (`trace`), in optax's order; PyTorch's buffer
+    holds the unscaled update, so the two agree only while the rate is
+    constant.
 
     Example:
         >>> import jax.numpy as jnp, jaxsched as js
@@ -118,7 +120,8 @@ def adam(learning_rate: Hyper, b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper = 
     unchanged. `js.amsgrad` is the same algorithm with PyTorch Adam's L2
     `weight_decay` and without `eps_root`/`nu_dtype`/`nesterov` (its state is
     a `ScaleByAmsgradState`); `optax.amsgrad` differs: it keeps the maximum
-    of the bias-corrected v_hat, so the two part in the first updates.
+    of the bias-corrected v_hat (the large early values stay), so the two part
+    from the second update on.
 
     Args:
       learning_rate: >= 0 (number, array or schedule).

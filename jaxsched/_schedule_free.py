@@ -16,8 +16,9 @@ as the reference implementation (the `schedulefree` package's
 step for any direction `d`; `schedule_free_sgd` uses d = g + weight_decay * y,
 `schedule_free_adamw` the Adam-normalised gradient of
 `scale_by_debiased_rms` plus weight_decay * y. Update k (from 0) uses
-`learning_rate(k)` for a schedule, update 0 included (optax's
-`contrib.schedule_free` skips `schedule(0)`, optax PR 1744).
+`learning_rate(k)` for a schedule, in its step and its averaging weight
+(optax's `contrib.schedule_free` weights update k by `schedule(k + 1)`: its
+count starts at 1, so `schedule(0)` is never weighed; optax PR 1744).
 """
 
 from __future__ import annotations

@@ -350,8 +350,8 @@ def scale_by_adam(b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper = 1e-8,
     k, as PyTorch's `Adam(amsgrad=True)`; the state is then a
     `ScaleByAdamAmsgradState` (with `nu_max`, in `nu`'s dtype). optax's
     `scale_by_amsgrad` keeps the maximum of the bias-corrected `v_hat`
-    instead: the two differ while the bias correction still changes (the
-    first hundreds of updates for b2 = 0.999). `js.scale_by_amsgrad` is
+    instead, which keeps the large early values: the two differ from the
+    second update on, and with shrinking gradients the difference grows. `js.scale_by_amsgrad` is
     PyTorch's form too, without `eps_root`, `nu_dtype` or `nesterov`.
 
     Args:

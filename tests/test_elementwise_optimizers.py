@@ -95,6 +95,22 @@ def test_adamax_matches_optax_adamax_with_schedules():
     assert float(js.hyperparams(state, "b1")) == pytest.approx(float(b1(209)), rel=1e-6)
 
 
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
+def test_prodigy_with_bias_correction_matches_optax_contrib_prodigy(weight_decay):
+    """optax's contrib.prodigy always bias-corrects: it is prodigyopt's use_bias_correction=True.
+
+    (No warmup from 0 here: optax's estimate divides by the learning rate.)"""
+    lr = js.cosine_decay(1.0, 200, alpha=0.1)
+    p, g = params_like(), random_grads(210)
+    a, state = trajectory(js.prodigy(lr, estim_lr0=1e-3, weight_decay=weight_decay,
+                                       use_bias_correction=True), p, g)
+    b, _ = trajectory(optax.contrib.prodigy(lr, estim_lr0=1e-3, weight_decay=weight_decay), p, g)
+    assert_params_close(a, b, rtol=1e-6)
+    assert float(jnp.abs(a["w"][-1] - p["w"]).max()) > 1e-2
+    c, _ = trajectory(js.prodigy(lr, estim_lr0=1e-3, weight_decay=weight_decay), p, g)  # default
+    assert float(jnp.abs(c["w"][-1] - b["w"][-1]).max()) > 1e-3
+
+
 def test_adopt_custom_clip_value_fn_matches_optax():
     fn = js.polynomial_decay(0.1, 100, 2.0)
     p, g = params_like(), random_grads(120)
@@ -384,7 +400,8 @@ def test_hyperparams_read_back_and_measured_values():
 
 @pytest.mark.parametrize("make", [js.schedule_free_sgd, js.schedule_free_adamw])
 def test_schedule_free_update_0_uses_schedule_of_0(make):
-    """optax's contrib.schedule_free skips schedule(0) (optax PR 1744); update k uses schedule(k)."""
+    """Update k uses schedule(k), update 0 included (optax's contrib.schedule_free weights
+    update k by schedule(k + 1), optax PR 1744)."""
     values = [0.4, 0.2, 0.1, 0.05]
     sched = js.piecewise_constant([0, 1, 2], values)
     p = params_like()

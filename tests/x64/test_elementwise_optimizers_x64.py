@@ -1,6 +1,7 @@
 """Elementwise optimizers against their reference implementations, float64, 200+ steps.
 
 PyTorch 2.13 (`NAdam` in both weight-decay modes, `RAdam` in both, `Adamax`,
+`RMSprop` as `js.rmsprop(eps_in_sqrt=False)`, centered with momentum too,
 `Adam(amsgrad=True)` as `js.amsgrad` and as `js.adam(amsgrad=True)`,
 `AdamW(amsgrad=True)` as `js.adamw(amsgrad=True)`), the `schedulefree` package (`AdamWScheduleFree`,
 `SGDScheduleFree`: train and eval parameters) and the `prodigyopt`
@@ -148,6 +149,17 @@ def _cases() -> dict[str, Case]:
             lambda: js.adamw(LR, B1, 0.999, 1e-8, weight_decay=WD, amsgrad=True),
             lambda p: optim.AdamW(p, lr=0.0, weight_decay=0.0, amsgrad=True, foreach=False),
             _adamw_group(B1, WD)),
+        "rmsprop_eps_outside": Case(
+            lambda: js.rmsprop(LR, B2, 1e-3, eps_in_sqrt=False),
+            lambda p: optim.RMSprop(p, lr=0.0, eps=1e-3, foreach=False),
+            lr_and("alpha", B2)),
+        # With momentum the forms agree only at a constant rate: jaxsched's buffer
+        # (optax's order) holds lr-scaled updates, PyTorch's unscaled ones.
+        "rmsprop_centered_momentum": Case(
+            lambda: js.rmsprop(0.01, B2, 1e-6, eps_in_sqrt=False, centered=True, momentum=0.9),
+            lambda p: optim.RMSprop(p, lr=0.01, eps=1e-6, centered=True, momentum=0.9,
+                                    foreach=False),
+            lambda group, k: group.update(alpha=f(B2, k))),
         "prodigy": Case(
             lambda: js.prodigy(LR_UNIT, b2=B2, weight_decay=0.01),
             lambda p: prodigyopt.Prodigy(p, lr=1.0, weight_decay=0.01),
