@@ -147,7 +147,13 @@ def scale_by_prodigy(learning_rate: Hyper = 1.0, *, b1: Hyper = 0.9, b2: Hyper =
             lambda g, p, s: jnp.sum(jnp.abs(b3 * s + s_weight * grad(hp, g, p))),
             trees.updates, trees.params, trees.s)
         denom = jnp.where(active, denom, 0.0)
-        moved = denom > 0
+        # denom > 0, written through a square root (denom is >= 0 or NaN, so the
+        # test is the same): XLA copies cheap scalar arithmetic into every loop
+        # that reads it, here the sum of one value per array into each array's
+        # parameter loop (105 operands each at 100 arrays, optax's 6); an
+        # expensive operation it computes once. 100 arrays: 0.97-1.00x optax,
+        # against 1.02-1.04x in the same sequence of runs.
+        moved = jnp.sqrt(denom) > 0
         numerator = b3 * hp.d_numerator + (d / d0) * dlr * delta
         d_hat = hp.estim_lr_coef * numerator / jnp.where(moved, denom, 1.0)
         new_d = jnp.where(d == d0, jnp.maximum(d, d_hat), d)

@@ -575,6 +575,36 @@ def test_edge_configurations_stay_finite(make):
         assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves((u, carried)))
 
 
+def test_prodigy_skips_the_parameters_while_the_sum_of_s_is_zero():
+    """The reference returns before the parameter update when its sum of |s| is 0:
+    all-zero gradients leave the parameters (decay included) and d unchanged."""
+    tx = js.prodigy(weight_decay=0.1)
+    p = params_like()
+    state = tx.init(p)
+    zeros = jax.tree.map(jnp.zeros_like, p)
+    for _ in range(2):
+        u, state = jax.jit(tx.update)(zeros, state, p)
+        assert all(float(jnp.abs(x).max()) == 0.0 for x in jax.tree.leaves(u))
+        assert float(js.measurements(state)["d"]) == pytest.approx(1e-6)
+    u, state = jax.jit(tx.update)(first(random_grads(1)), state, p)
+    assert float(jnp.abs(u["w"]).max()) > 0
+
+
+def test_prodigy_parameter_loops_do_not_read_every_array_sum():
+    """The skip's test (sum of |s| > 0) is computed once: each array's loops read a
+    handful of operands, not one per array of the tree (optax's read 6)."""
+    p = {f"w{i:02d}": jnp.full((64,), 0.1) for i in range(30)}
+    tx = js.prodigy(weight_decay=0.01)
+    def step(p, s, g):
+        u, s = tx.update(g, s, p)
+        return optax.apply_updates(p, u), s
+    text = jax.jit(step, donate_argnums=(0, 1)).lower(p, tx.init(p), p).compile().as_text()
+    entry = text[text.index("ENTRY"):]
+    operands = [len(m.group(1).split(","))
+                for m in re.finditer(r"= f32\[64\]\S* fusion\((.*?)\), kind=kLoop", entry)]
+    assert len(operands) >= 30 and max(operands) <= 8, sorted(operands)[-5:]
+
+
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16], ids=lambda d: jnp.dtype(d).name)
 def test_prodigy_orders_large_arrays_without_changing_a_value(monkeypatch, dtype):
     """An array of `ORDERED_SIZE` elements updates its moments after its sum of
