@@ -7,8 +7,8 @@ group's overrides on top of its own arguments (and once with its own
 arguments, for the parameters no group matches: the "default" group). At
 `init` every parameter is given the name of its group from its path; each
 group's transformation updates its parameters only, and the updates are put
-back together (what `optax.multi_transform` does). The labels are decided at
-`init` and travel in the state, so an optimizer built anew inside a jitted
+back together (what `optax.partition`, formerly `multi_transform`, does).
+The labels are decided at `init` and travel in the state, so an optimizer built anew inside a jitted
 step (with traced hyperparameters) updates a state built outside it.
 
 Paths: the keys of `jax.tree_util.tree_flatten_with_path`, joined by "/":
