@@ -8,8 +8,9 @@ arguments, for the parameters no group matches: the "default" group). At
 `init` every parameter is given the name of its group from its path; each
 group's transformation updates its parameters only, and the updates are put
 back together (what `optax.partition`, formerly `multi_transform`, does).
-The labels are decided at `init` and travel in the state, so an optimizer built anew inside a jitted
-step (with traced hyperparameters) updates a state built outside it.
+The labels are decided at `init` and travel in the state, so an optimizer
+built anew inside a jitted step (with traced hyperparameters) updates a
+state built outside it.
 
 Paths: the keys of `jax.tree_util.tree_flatten_with_path`, joined by "/":
 a `DictKey` is its key (`str(key)`), a `SequenceKey` its index, a
