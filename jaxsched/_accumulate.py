@@ -62,8 +62,8 @@ def accumulate(inner: optax.GradientTransformation, every: int) -> Transformatio
 
     Differences from `optax.MultiSteps(inner, every)`: the same updates up to float
     rounding (MultiSteps keeps a running mean, here a sum divided once); mid-step updates
-    are -0.0 rather than 0.0, so `optax.apply_updates` leaves every parameter bit
-    unchanged; `value=` is averaged over the micro-steps (MultiSteps passes on the last
+    are -0.0 (MultiSteps' are +-0.0, the sign of the inner update), so
+    `optax.apply_updates` leaves every parameter bit unchanged; `value=` is averaged over the micro-steps (MultiSteps passes on the last
     one's); no `should_skip_update_fn` (wrap `inner` in `skip_spikes` or
     `skip_nonfinite` instead).
 

@@ -121,7 +121,7 @@ def ema_params(decay: Hyper = 0.999, warmup: int = 0) -> Transformation:
         ([-3.0], [-2.25])
 
     References:
-      Polyak & Juditsky, 1992; PyTorch `torch.optim.swa_utils.get_ema_multi_avg_fn`.
+      PyTorch `torch.optim.swa_utils.get_ema_multi_avg_fn`; Keras `use_ema`.
     """
     owner = _checks.caller("ema_params")
     _hyper.check("ema_params", "decay", decay, lo=0, hi=1)

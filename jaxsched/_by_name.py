@@ -175,7 +175,8 @@ def from_torch(name: str, lr: float, **kwargs: Any) -> Schedule:
     OneCycleLR and CyclicLR set the rate themselves (`lr` is unused);
     their `cycle_momentum` companions are `one_cycle_momentum` and
     `cyclic_momentum`. Differences: OneCycleLR holds its last value past
-    `total_steps` (PyTorch raises); a ChainedScheduler takes only schedulers
+    `total_steps - 1` (PyTorch extrapolates at `total_steps` and raises
+    after); a ChainedScheduler takes only schedulers
     that multiply the rate by a factor of the step (listed in the error),
     since PyTorch's chained result is not a function of the step otherwise.
 

@@ -76,8 +76,9 @@ def restore_state(template: PyTree, restored: PyTree) -> PyTree:
     the same path, of the same shape and dtype; `restored` must have no other
     leaves. Paths are compared by their keys only, so a NamedTuple field
     `.mu`, a dict key `['mu']` and a state-dict key `'mu'` match, as do a
-    tuple index `[0]` and a state-dict key `'0'` (what orbax restored without
-    a target, or `flax.serialization.to_state_dict`, give back). The result
+    tuple index `[0]` and a state-dict key `'0'` (what
+    `flax.serialization.to_state_dict` gives back; orbax restores a tuple
+    without a target as a list, index `[0]`). The result
     has the structure and Python types of `template` and the values of
     `restored`; arrays are not copied or cast.
 

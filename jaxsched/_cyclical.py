@@ -35,8 +35,9 @@ class OneCycle(Schedule):
     cos:    value = b + (a - b) * (1 + cos(pi * pct)) / 2;   linear: a + (b - a) * pct
 
     Differences from PyTorch: steps past `total_steps - 1` hold the final
-    value (PyTorch raises), and a zero-length phase counts as done (PyTorch
-    divides by zero). PyTorch's momentum cycling is `one_cycle_momentum`.
+    value (PyTorch extrapolates the last phase at step `total_steps`, the rate
+    rising again, and raises after it), and a zero-length phase counts as
+    done (PyTorch divides by zero). PyTorch's momentum cycling is `one_cycle_momentum`.
 
     Args:
       max_lr: peak learning rate, >= 0.

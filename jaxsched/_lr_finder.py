@@ -101,7 +101,8 @@ def lr_finder(loss_fn: Callable[[PyTree, Any], jax.Array], params: PyTree,
     masked (NaN). The
     suggestion is the learning rate where the smoothed loss falls fastest
     against `log(lr)` (the most negative `np.gradient`) over the valid points,
-    leaving out the first tenth and the last five of them as fastai does.
+    leaving out the first tenth and the last five of them (fastai leaves
+    out a tenth of the planned steps; the two agree while nothing diverges).
     A good training rate is usually this suggestion or up to ten times below
     the rate where the loss is lowest.
 
@@ -122,8 +123,8 @@ def lr_finder(loss_fn: Callable[[PyTree, Any], jax.Array], params: PyTree,
       smoothing: exponential smoothing factor of the loss, in [0, 1); 0 means
         no smoothing.
       diverge_factor: divergence threshold: the smoothed loss may rise above the
-        best by `(diverge_factor - 1) * |best|`, > 1 (4 as fastai and
-        `torch-lr-finder`, for a positive loss).
+        best by `(diverge_factor - 1) * |best|`, > 1 (4 as fastai, for a
+        positive loss; `torch-lr-finder`'s `diverge_th` defaults to 5).
 
     Returns:
       An `LRFinderResult(learning_rates, losses, raw_losses, suggestion,
@@ -213,8 +214,9 @@ def lr_finder(loss_fn: Callable[[PyTree, Any], jax.Array], params: PyTree,
 def _suggest(lrs: np.ndarray, smoothed: np.ndarray, num_valid: int) -> float:
     """The rate of steepest descent of the smoothed loss against log(lr).
 
-    As fastai, the first tenth and the last five valid points are left out
-    (the smoothing's start-up and the run-up to divergence) when at least
+    The first tenth and the last five valid points are left out (the
+    smoothing's start-up and the run-up to divergence; fastai counts its
+    tenth from the planned steps) when at least
     three points remain.
     """
     if num_valid < 3:

@@ -341,7 +341,8 @@ def scale_by_adam(b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper = 1e-8,
     u = m_hat / (sqrt(v_hat + eps_root) + eps)
 
     `eps` is outside the square root (optax and PyTorch); TF1/Keras fold the
-    bias correction into the step size, which scales `eps` by sqrt(1 - b2^k).
+    bias correction into the step size, so their `eps` acts as
+    eps / sqrt(1 - b2^k) does here (larger in the first updates).
     The moments of bfloat16/float16 parameters are kept in float32 (optax
     keeps them in the parameters' dtype, where `v` stops tracking).
 
@@ -570,8 +571,9 @@ def add_decayed_weights(weight_decay: Hyper = 0.0, mask: MaskOrFn = None) -> Tra
     """Add decoupled weight decay: u = g + weight_decay * params.
 
     Followed by `scale_by_learning_rate`, the decay is multiplied by the
-    learning rate in force (AdamW as PyTorch and optax define it; Loshchilov &
-    Hutter, 2019).
+    learning rate in force, as PyTorch's and optax's AdamW do (Loshchilov &
+    Hutter, 2019, multiply it by the schedule multiplier only, not by the
+    base rate).
 
     Args:
       weight_decay: >= 0 (number, array or schedule).

@@ -70,8 +70,8 @@ class Warmup(Schedule):
         (2**63 - 1 under x64) (no gradient).
       init_value: the value at step 0, >= 0 (> 0 for "exponential").
       mode: the warmup's shape, "linear", "cosine", "sqrt" (Hugging Face's
-        "1-sqrt") or "exponential" (geometric, as Keras' and T5X's exponential
-        warmups).
+        "1-sqrt") or "exponential" (geometric: init_value * (target /
+        init_value)^p at the fraction p of the warmup).
 
     Raises:
       ValueError: `init_value` is 0 with `mode="exponential"`.
