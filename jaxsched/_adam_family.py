@@ -370,7 +370,7 @@ def scale_by_adamax(b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper = 1e-8) -> Tr
 
     m = b1 * m + (1 - b1) * g
     n = max(b2 * n, |g| + eps)
-    u = m / ((1 - b1^k) * n)
+    u = m / (1 - b1^k) / n
 
     eps inside the maximum, as PyTorch's `Adamax` and optax's `scale_by_adamax`
     (which computes max(|g| + eps, b2 * n)).
@@ -394,7 +394,10 @@ def scale_by_adamax(b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper = 1e-8) -> Tr
     def step(hp, g, m, n):
         m = hp.b1 * m + (1 - hp.b1) * g
         n = jnp.maximum(hp.b2 * n, jnp.abs(g) + hp.eps)
-        return m / ((1 - hp.b1 ** hp.k) * n), m, n
+        # m / (1 - b1^k) / n, not m / ((1 - b1^k) * n): the scalar division
+        # becomes a multiplication and the divisor is n as loaded; at one array
+        # of 1M parameters 1.009x optax over 8 runs, against 1.018-1.030x.
+        return m / (1 - hp.b1 ** hp.k) / n, m, n
 
     return transformation(owner, ScaleByAdamaxState, {"b1": b1, "b2": b2, "eps": eps}, step,
                           buffers={"mu": Buffer(), "nu": Buffer()})
