@@ -20,7 +20,7 @@ import optax
 import pytest
 
 import jaxsched as js
-from training import run_on_eight_cpu_devices
+from training import compiled_step_entry, run_on_eight_cpu_devices
 
 
 def _bitwise_equal(a, b):
@@ -219,15 +219,8 @@ def test_ema_inside_a_skipping_wrapper_reads_the_updated_parameters_without_copy
     """The average's `params + updates` is the train step's own sum (see
     `_spikes.applied_updates`), so XLA adds once and copies no parameter."""
     opt = wrap(js.chain(js.adamw(1e-3), js.ema_params(0.99)))
-    params = {"w": jnp.ones((64, 32)), "b": jnp.ones(32)}
-
-    def step(params, state, grads, loss):
-        updates, state = opt.update(grads, state, params, value=loss)
-        return optax.apply_updates(params, updates), state
-
-    hlo = jax.jit(step, donate_argnums=(0, 1)).lower(
-        params, opt.init(params), params, jnp.float32(1.0)).compile().as_text()
-    entry = hlo[hlo.index("\nENTRY"):]
+    entry = compiled_step_entry(opt, {"w": jnp.ones((64, 32)), "b": jnp.ones(32)},
+                                value=jnp.float32(1.0))
     # The parameters are the first two leaves of the arguments: entry parameters 0 and 1.
     names = re.findall(r"%(\S+) = f32\[[0-9,]*\]\S* parameter\([01]\)", entry)
     assert len(names) == 2, names

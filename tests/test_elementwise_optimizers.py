@@ -22,8 +22,8 @@ import pytest
 
 import jaxsched as js
 from optimizer_registry import params_like, random_grads
-from training import (assert_params_close, assert_trees_close, run_on_eight_cpu_devices,
-                      train_random, trajectory, tree_of_every_kind)
+from training import (assert_params_close, assert_trees_close, compiled_step_entry,
+                      run_on_eight_cpu_devices, train_random, trajectory, tree_of_every_kind)
 
 REGISTRY = {
     "nadam": lambda: js.nadam(0.01, weight_decay=0.01),
@@ -126,15 +126,7 @@ def test_adopt_updates_its_second_moment_in_place(nesterov):
     the donated v is updated in place; unordered, XLA copied v first (and
     optax's adopt still does)."""
     opt = js.adopt(0.01, nesterov=nesterov)
-    params = {"w": jnp.ones((64, 32)), "b": jnp.ones(32)}
-
-    def step(params, state, grads):
-        updates, state = opt.update(grads, state, params)
-        return optax.apply_updates(params, updates), state
-
-    hlo = jax.jit(step, donate_argnums=(0, 1)).lower(
-        params, opt.init(params), params).compile().as_text()
-    entry = hlo[hlo.index("\nENTRY"):]
+    entry = compiled_step_entry(opt, {"w": jnp.ones((64, 32)), "b": jnp.ones(32)})
     assert not re.findall(r"= f32\[[0-9,]+\]\S* copy\(", entry), entry
     a, _ = trajectory(opt, params_like(), random_grads(20))
     b, _ = trajectory(optax.contrib.adopt(0.01, nesterov=nesterov), params_like(), random_grads(20))
@@ -594,12 +586,7 @@ def test_prodigy_parameter_loops_do_not_read_every_array_sum():
     """The skip's test (sum of |s| > 0) is computed once: each array's loops read a
     handful of operands, not one per array of the tree (optax's read 6)."""
     p = {f"w{i:02d}": jnp.full((64,), 0.1) for i in range(30)}
-    tx = js.prodigy(weight_decay=0.01)
-    def step(p, s, g):
-        u, s = tx.update(g, s, p)
-        return optax.apply_updates(p, u), s
-    text = jax.jit(step, donate_argnums=(0, 1)).lower(p, tx.init(p), p).compile().as_text()
-    entry = text[text.index("ENTRY"):]
+    entry = compiled_step_entry(js.prodigy(weight_decay=0.01), p)
     operands = [len(m.group(1).split(","))
                 for m in re.finditer(r"= f32\[64\]\S* fusion\((.*?)\), kind=kLoop", entry)]
     assert len(operands) >= 30 and max(operands) <= 8, sorted(operands)[-5:]

@@ -37,6 +37,18 @@ def trajectory(tx, params, grads):
     return ps, state
 
 
+def compiled_step_entry(tx, params, **update_args) -> str:
+    """The ENTRY computation XLA compiled for a jitted `update` + `apply_updates`
+    step with the parameters and state donated (gradients like the parameters)."""
+    def step(params, state, grads, update_args):
+        updates, state = tx.update(grads, state, params, **update_args)
+        return optax.apply_updates(params, updates), state
+
+    hlo = jax.jit(step, donate_argnums=(0, 1)).lower(
+        params, tx.init(params), params, update_args).compile().as_text()
+    return hlo[hlo.index("\nENTRY"):]
+
+
 def assert_params_close(actual, expected, rtol=1e-5):
     for k in expected:
         e = np.asarray(expected[k], np.float64)
