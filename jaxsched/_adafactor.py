@@ -166,9 +166,10 @@ def scale_by_factored_rms(factored: bool = True, decay_rate: Hyper = 0.8, step_o
         leaves, treedef = jax.tree.leaves(params), structure(params)
         made = [buffers(p) for p in leaves]
         count = _numerics.zero_count()
-        return ScaleByFactoredRmsState(
-            count, *(treedef.unflatten([m[i] for m in made]) for i in range(3)),
-            _hyper.record(caller, hypers, _hyper.resolve_all(hypers, count)))  # type: ignore[call-arg]
+        row, col, v = (treedef.unflatten([m[i] for m in made]) for i in range(3))
+        return _hyper.new_state(
+            ScaleByFactoredRmsState, count=count, v_row=row, v_col=col, v=v,
+            hyperparams=_hyper.record(caller, hypers, _hyper.resolve_all(hypers, count)))
 
     def update(updates: PyTree, state: ScaleByFactoredRmsState, params: PyTree = None,
                **extra: Any):
@@ -215,9 +216,9 @@ def scale_by_factored_rms(factored: bool = True, decay_rate: Hyper = 0.8, step_o
             for j, (old, new) in enumerate(((row, new_row), (col, new_col), (v, new_v)), 1):
                 out[j].append(new.astype(old.dtype))
         trees = [treedef.unflatten(x) for x in out]
-        return trees[0], ScaleByFactoredRmsState(hp.k, trees[1], trees[2], trees[3],
-                                                 _hyper.record(caller, hypers, values,
-                                                               state.hyperparams))
+        return trees[0], _hyper.new_state(
+            ScaleByFactoredRmsState, count=hp.k, v_row=trees[1], v_col=trees[2], v=trees[3],
+            hyperparams=_hyper.record(caller, hypers, values, state.hyperparams))
 
     return describe(optax.GradientTransformationExtraArgs(init, update), name=owner,
                     per_array=True)

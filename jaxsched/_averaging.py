@@ -130,9 +130,10 @@ def ema_params(decay: Hyper = 0.999, warmup: int = 0) -> Transformation:
 
     def init(params):
         check_real_floats(owner, params, "the parameters")
-        return EmaParamsState(count=_numerics.zero_count(), average=_copy(params),
-                              hyperparams=_hyper.record(owner, hypers, _hyper.resolve_all(
-                                  hypers, _numerics.zero_count())))
+        return _hyper.new_state(EmaParamsState, count=_numerics.zero_count(),
+                                average=_copy(params),
+                                hyperparams=_hyper.record(owner, hypers, _hyper.resolve_all(
+                                    hypers, _numerics.zero_count())))
 
     def update(updates, state, params=None, **extra_args):
         del extra_args
@@ -150,9 +151,9 @@ def ema_params(decay: Hyper = 0.999, warmup: int = 0) -> Transformation:
             return jnp.where(w < 0.5, avg + w * (p - avg), p - (p - avg) * (1 - w))
 
         average = jax.tree.map(mix, state.average, new)
-        return updates, EmaParamsState(count=k, average=average,
-                                        hyperparams=_hyper.record(owner, hypers, values,
-                                                                  state.hyperparams))
+        return updates, _hyper.new_state(EmaParamsState, count=k, average=average,
+                                          hyperparams=_hyper.record(owner, hypers, values,
+                                                                    state.hyperparams))
 
     return describe(optax.GradientTransformationExtraArgs(init, update), needs_params=True,
                     name="ema_params")

@@ -15,9 +15,9 @@ the tree, dtypes and hyperparameter shapes, and recording the values used.
 The state keeps the count only where it is used: a hyperparameter is a
 schedule, or the formula reads `hp.k` (found by tracing it once on small
 arrays); otherwise `count` holds (), as optax's `trace` and `scale` keep no
-count. Hyperparameters given as numbers are recorded as `Constants`, in the
-state's structure, not as leaves: a jitted update reads and writes nothing for
-them.
+count. Hyperparameters given as numbers are recorded in the state's class
+(`_hyper.new_state`), part of its structure, not as leaves: a jitted update
+reads and writes nothing for them.
 
 Arithmetic is done in float32 (float64 under x64) whatever the parameter
 dtype; updates come back in the gradients' dtype, buffers in their own
@@ -404,7 +404,7 @@ def transformation(owner: str, state: type, hypers: Mapping[str, Hyper],
 
     def make_state(count: Any, buffer_trees: dict, hp_values: Any, extra: dict) -> Any:
         parts = {"count": count, "hyperparams": hp_values, **buffer_trees, **extra}
-        return state(**{f: parts.get(f, ()) for f in fields})
+        return _hyper.new_state(state, **{f: parts.get(f, ()) for f in fields})
 
     def run_step(hp: Values, args: list, place: Any) -> Any:
         """`step` on one array, or per original array on a flat buffer."""

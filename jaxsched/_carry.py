@@ -97,7 +97,7 @@ def transformation(owner: str, state: type, hypers: Mapping[str, Hyper],
                    like: Any = None) -> Any:
         parts = {"count": count, "hyperparams": _hyper.record(owner, hypers, values, like),
                  **trees, **carried}
-        return state(**{f: parts.get(f, ()) for f in fields})
+        return _hyper.new_state(state, **{f: parts.get(f, ()) for f in fields})
 
     def init(params: PyTree) -> Any:
         check_real_floats(owner, params, "the parameters")

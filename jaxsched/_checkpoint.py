@@ -36,6 +36,23 @@ def _flat(tree: PyTree) -> tuple[list[tuple[tuple[str, ...], str, Any]], Any]:
              for path, leaf in leaves], treedef)
 
 
+def _unmixed(key: tuple[str, ...], want_keys: set) -> tuple[str, ...]:
+    """`key` without an `arrays` right after `hyperparams`, unless the template has it.
+
+    A state's hyperparameter arrays beside numbers are saved under
+    `hyperparams/arrays/<name>` by what reads `state.hyperparams` (a `Mixed`):
+    flax's `to_state_dict`, and checkpoints of states made before the numbers
+    moved into the state's class. A state's leaves have them at
+    `hyperparams/<name>`.
+    """
+    if key in want_keys:
+        return key
+    for i in range(len(key) - 2):
+        if key[i:i + 2] == ("hyperparams", "arrays"):
+            return key[:i + 1] + key[i + 2:]
+    return key
+
+
 def _dtype(x: Any) -> Any:
     if isinstance(x, (bool, np.bool_)):
         return np.dtype(bool)
@@ -80,7 +97,10 @@ def restore_state(template: PyTree, restored: PyTree) -> PyTree:
     `flax.serialization.to_state_dict` gives back; orbax restores a tuple
     without a target as a list, index `[0]`). The result
     has the structure and Python types of `template` and the values of
-    `restored`; arrays are not copied or cast.
+    `restored`; arrays are not copied or cast. Hyperparameters the template
+    holds as numbers are its own: values saved for them are dropped; arrays
+    saved beside numbers may sit under `hyperparams/arrays/<name>` (flax's
+    `to_state_dict` form).
 
     Build the template the same way the saved state was built (the same
     optimizer, `opt.init(params)`); under `jax.eval_shape` it costs nothing.
@@ -114,15 +134,18 @@ def restore_state(template: PyTree, restored: PyTree) -> PyTree:
         ValueError: `restore_state(restored=...)` is missing [0].mu['w'] (and 1 more leaf) of the template.
     """
     want, treedef = _flat(template)
-    got, _ = _flat(restored)
-    # Hyperparameters given as numbers are in the state's structure, not its leaves
-    # (`Constants`). Entries saved under such a path (from a state that had an array
-    # or schedule there, or from the earlier form that saved the numbers) are
+    want_keys = {key for key, _, _ in want}
+    got = [(_unmixed(key, want_keys), path, leaf) for key, path, leaf in _flat(restored)[0]]
+    # Hyperparameters given as numbers are held by the state's class, not its leaves
+    # (`_hyper.new_state`). Entries saved under such a name (from a state that had an
+    # array or schedule there, or from an earlier form that saved the numbers) are
     # dropped: the template's numbers are the optimizer's own.
-    fixed = [tuple(_key_name(k) for k in path) for path, x in
-             jax.tree_util.tree_flatten_with_path(
-                 template, is_leaf=lambda x: isinstance(x, _hyper.Constants))[0]
-             if isinstance(x, _hyper.Constants)]
+    def holds_numbers(x: Any) -> bool:
+        return _hyper.held_constants(x) is not None
+
+    fixed = [tuple(_key_name(k) for k in path) + ("hyperparams", name) for path, x in
+             jax.tree_util.tree_flatten_with_path(template, is_leaf=holds_numbers)[0]
+             for name in getattr(_hyper.held_constants(x), "names", ())]
     got = [g for g in got if not any(g[0][:len(f)] == f for f in fixed)]
     got_by_key: dict[tuple[str, ...], tuple[str, Any]] = {}
     for key, path, leaf in got:
@@ -133,7 +156,6 @@ def restore_state(template: PyTree, restored: PyTree) -> PyTree:
         n = len(missing) - 1
         more = f" (and {n} more {'leaf' if n == 1 else 'leaves'})" if n else ""
         raise ValueError(f"{where} is missing {missing[0]}{more} of the template.")
-    want_keys = {key for key, _, _ in want}
     extra = [path for key, path, _ in got if key not in want_keys]
     if extra:
         more = f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""

@@ -312,8 +312,8 @@ def test_adam_amsgrad_is_js_amsgrad_and_keeps_the_maximum():
     nu, nu_max = np.asarray(state[0].nu["w"]), np.asarray(state[0].nu_max["w"])
     assert (nu_max >= nu).all() and (nu_max > 1.5 * nu).any()
     plain, plain_state = trajectory(js.adam(lr, b2=b2), p, g)
-    assert type(plain_state[0]) is js.ScaleByAdamState
-    assert type(state[0]) is js.ScaleByAdamAmsgradState
+    assert type(plain_state[0]).__name__ == "ScaleByAdamState"
+    assert type(state[0]).__name__ == "ScaleByAdamAmsgradState"
     assert np.abs(np.asarray(plain["w"][-1]) - np.asarray(ours["w"][-1])).max() > 1e-3
     # optax keeps the maximum of the bias-corrected moment: other numbers.
     theirs, _ = trajectory(optax.inject_hyperparams(optax.amsgrad)(lr, b2=b2), p, g)

@@ -268,6 +268,29 @@ def test_restore_state_rebuilds_types_and_rejects_extra_leaves():
         js.restore_state(state, extra)
 
 
+def test_restore_state_reads_hyperparameter_arrays_saved_beside_numbers():
+    """A state with arrays beside numbers has them at `hyperparams/<name>`; what
+    reads `state.hyperparams` (flax's `to_state_dict`, and checkpoints of states
+    made before the numbers moved into the state's class) saves them at
+    `hyperparams/arrays/<name>`: both restore, and the numbers are the template's."""
+    opt = js.adam(0.1, b1=js.polynomial_decay(0.9, 0.5, 10))
+    params = params0()
+    _, state = opt.update(params, opt.init(params), params)
+    b1 = float(js.hyperparams(state, "b1"))
+    as_dicts = serialization.to_state_dict(state)
+    assert set(as_dicts["0"]["hyperparams"]) == {"constants", "arrays"}  # `Mixed`'s fields
+    assert set(as_dicts["0"]["hyperparams"]["arrays"]) == {"b1"}
+    for saved in (jax.tree.map(np.asarray, state), as_dicts):
+        back = js.restore_state(state, saved)
+        assert jax.tree.structure(back) == jax.tree.structure(state)
+        assert float(js.hyperparams(back, "b1")) == b1 != np.float32(0.9)
+        assert float(js.hyperparams(back, "b2")) == np.float32(0.999)
+    # A number saved where the template holds one is dropped: the optimizer's own stands.
+    numbers = dict(as_dicts, **{"0": dict(as_dicts["0"], hyperparams={
+        "b1": np.float32(b1), "b2": np.float32(0.5)})})
+    assert float(js.hyperparams(js.restore_state(state, numbers), "b2")) == np.float32(0.999)
+
+
 # ------------------------------------------------------------------ schedules and plateau
 
 SCHEDULES = [

@@ -113,13 +113,14 @@ def test_is_gradient_transformation_with_named_state(name):
     tx = case.make()
     assert isinstance(tx, optax.GradientTransformation)
     state = tx.init(params_like())
-    assert type(state) is case.state
+    # Of the class itself, or of its subclass holding the numbers (same name).
+    assert isinstance(state, case.state) and type(state).__name__ == case.state.__name__
     assert case.state.__name__.endswith("State") and issubclass(case.state, tuple)
     # The count, where the transformation keeps one (test_count_is_kept_only_where_used).
     assert (isinstance(state.count, tuple) and state.count == ()) or (
         state.count.dtype == jnp.int32 and state.count.shape == ())
     u, new_state = tx.update(grads_like(), state, params_like())
-    assert type(new_state) is case.state
+    assert type(new_state) is type(state)  # the same structure after the update
     assert jax.tree.structure(u) == jax.tree.structure(grads_like())
 
 
@@ -198,7 +199,7 @@ def test_chain_returns_optax_transformation_and_applies_in_order():
     assert isinstance(tx, optax.GradientTransformation)
     u, state = tx.update(jnp.array([4.0, -0.5]), tx.init(None))
     np.testing.assert_array_equal(np.asarray(u), [-0.5, 0.25])
-    assert type(state[0]) is js.ClipState and type(state[1]) is js.ScaleState
+    assert isinstance(state[0], js.ClipState) and isinstance(state[1], js.ScaleState)
     # Extra keyword arguments reach transformations that take them.
     plateau = optax.contrib.reduce_on_plateau(patience=0)
     ours, theirs = js.chain(js.scale(2.0), plateau), optax.chain(optax.scale(2.0), plateau)
@@ -643,8 +644,9 @@ def test_number_hyperparameters_are_constants_of_the_state_not_leaves():
 
 def test_constants_are_rebuilt_by_jax_without_jaxsched_code():
     """JAX flattens and rebuilds a state at every jitted call: its constants are
-    nodes JAX handles itself (no jaxsched Python runs), equal exactly when their
-    names and numbers are, and they survive pickling and copies."""
+    held by the state's class (no node, no leaf; the only jaxsched code that
+    runs is the state class's constructor, once per state), equal exactly
+    when their names and numbers are, and they survive pickling and copies."""
     import sys
 
     p = params_like()
@@ -663,14 +665,62 @@ def test_constants_are_rebuilt_by_jax_without_jaxsched_code():
         jax.tree.map(lambda x: x, state)
     finally:
         sys.setprofile(None)
-    assert called == []
+    # adamw's state: three named tuples with numbers, rebuilt twice (unflatten, map).
+    assert called == ["__new__"] * 6
     # Same numbers: the same structure (no recompiling); other numbers: another one.
     assert jax.tree.structure(js.adamw(1e-3, b1=0.8).init(p)) == treedef
     assert jax.tree.structure(js.adamw(1e-3, b1=0.7).init(p)) != treedef
-    assert "Constants(b1=0.8" in str(treedef)  # the numbers show in the structure
+    # The numbers are held by the state's class, named as the class it subclasses;
+    # they show where the type is printed (a structure mismatch).
+    assert type(state[0]).__name__ == "ScaleByAdamState" and isinstance(state[0], js.ScaleByAdamState)
+    assert "ScaleByAdamState[b1=0.8, b2=0.999" in repr(type(state[0]))
     c = state[0].hyperparams
     assert c == pickle.loads(pickle.dumps(c)) and c != js.adamw(1e-3).init(p)[0].hyperparams
     assert jax.tree.map(jnp.copy, state)[0].hyperparams["b1"] == 0.8
+
+
+def test_a_state_holding_numbers_rebuilds_as_itself_from_any_constructor():
+    """The numbers live in the state's class: every way a state is rebuilt (copies,
+    pickling, `_replace`, flax's state dicts, a constructor given the record)
+    gives the same pytree structure and the same values back."""
+    import copy
+    import gc
+
+    from flax import serialization
+
+    p = params_like()
+    lr = jnp.float32(1e-3)
+    for state in (js.adamw(1e-3, b1=0.8).init(p), js.adamw(lr, b1=jnp.float32(0.8)).init(p),
+                  js.adamw(lr, b2=0.95).init(p)):  # numbers only, arrays only, both
+        want = jax.tree.structure(state)
+        first = state[0]
+        rebuilt = [copy.copy(state), copy.deepcopy(state), pickle.loads(pickle.dumps(state)),
+                   serialization.from_state_dict(state, serialization.to_state_dict(state)),
+                   tuple(s._replace(count=s.count) for s in state),
+                   (type(first)(**first._asdict()),) + state[1:],
+                   (type(first)(*first._asdict().values()),) + state[1:]]
+        for again in rebuilt:
+            assert jax.tree.structure(again) == want
+            assert js.hyperparams(again).keys() == js.hyperparams(state).keys()
+            for k, v in js.hyperparams(state).items():
+                assert float(js.hyperparams(again)[k]) == float(v), k
+        assert repr(first).startswith("ScaleByAdamState(count=") and "eps=1e-08" in repr(first)
+    # `_replace` with other numbers makes the state of those numbers.
+    state = js.adam(1e-3, b1=0.8).init(p)[0]
+    other = js.adam(1e-3, b1=0.7).init(p)[0]
+    moved = state._replace(hyperparams=other.hyperparams)
+    assert jax.tree.structure(moved) == jax.tree.structure(other)
+    assert moved.hyperparams["b1"] == 0.7 and state.hyperparams["b1"] == 0.8
+    # A sweep over many numbers keeps no class per number once its states are gone.
+    from jaxsched import _hyper
+
+    gc.collect()
+    before = len(_hyper._TYPED_STATES)
+    states = [js.scale(float(i) + 0.5).init(p) for i in range(50)]
+    assert len(_hyper._TYPED_STATES) == before + 50
+    del states
+    gc.collect()
+    assert len(_hyper._TYPED_STATES) <= before
 
 
 def test_state_built_with_numbers_refuses_arrays_and_arrays_accept_numbers():
