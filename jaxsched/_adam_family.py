@@ -392,11 +392,13 @@ def scale_by_adamax(b1: Hyper = 0.9, b2: Hyper = 0.999, eps: Hyper = 1e-8) -> Tr
     _check_eps(owner, eps)
 
     def step(hp, g, m, n):
-        m = hp.b1 * m + (1 - hp.b1) * g
-        n = jnp.maximum(hp.b2 * n, jnp.abs(g) + hp.eps)
-        # m / (1 - b1^k) / n, not m / ((1 - b1^k) * n): the scalar division
-        # becomes a multiplication and the divisor is n as loaded; at one array
-        # of 1M parameters 1.009x optax over 8 runs, against 1.018-1.030x.
+        # Written in optax's order (the same numbers: + and max commute), so that
+        # the compiled loops are optax's, operand for operand. m / (1 - b1^k) / n,
+        # not m / ((1 - b1^k) * n): the scalar division becomes a multiplication
+        # and the divisor is n as loaded (at one array of 1M parameters 1.009x
+        # optax over 8 runs, against 1.018-1.030x).
+        m = (1 - hp.b1) * g + hp.b1 * m
+        n = jnp.maximum(jnp.abs(g) + hp.eps, hp.b2 * n)
         return m / (1 - hp.b1 ** hp.k) / n, m, n
 
     return transformation(owner, ScaleByAdamaxState, {"b1": b1, "b2": b2, "eps": eps}, step,

@@ -67,14 +67,16 @@ def scale_by_lion(b1: Hyper = 0.9, b2: Hyper = 0.99, mu_dtype: Any = None, *,
     _checks.number(owner, "smooth_beta", smooth_beta, lo=0, lo_open=True)
 
     def step(hp, g, m):
-        c = hp.b1 * m + (1 - hp.b1) * g
+        # In optax's order (the same numbers: + commutes), so that the compiled
+        # loops are optax's, operand for operand.
+        c = (1 - hp.b1) * g + hp.b1 * m
         if mode == "hard":
             u = jnp.sign(c)
         elif mode == "smooth":
             u = jnp.tanh(smooth_beta * c)
         else:
             u = jnp.where(jnp.abs(c) < 1, c, jnp.sign(c))
-        return u, hp.b2 * m + (1 - hp.b2) * g
+        return u, (1 - hp.b2) * g + hp.b2 * m
 
     return transformation(owner, ScaleByLionState, {"b1": b1, "b2": b2}, step,
                           buffers={"mu": Buffer(dtype=mu_dtype)})
