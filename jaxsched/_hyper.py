@@ -221,7 +221,7 @@ def new_state(cls: type, **fields: Any) -> Any:
     recorded = fields.get("hyperparams")
     constants = (recorded if isinstance(recorded, Constants) else
                  recorded.constants if isinstance(recorded, Mixed) else None)
-    base = getattr(cls, "_untyped", cls)
+    base = untyped(cls)
     if constants is None or not constants.names:
         return base(**fields)
     fields["hyperparams"] = recorded.arrays if isinstance(recorded, Mixed) else ()
