@@ -2,7 +2,7 @@
 
 The update is `clip_by_global_norm(1.0)` then `adamw(cosine schedule)`, applied
 to the parameters, for trees of 1 to 5,000 arrays holding 1M or 10M float32
-parameters. Five sides run side by side, alternating repetitions so machine
+parameters. Six sides run side by side, alternating repetitions so machine
 noise hits all of them:
 
 - `optax`:        optax.chain(optax.clip_by_global_norm, optax.adamw)
@@ -14,6 +14,9 @@ noise hits all of them:
 - `jaxsched_flat_concat`: as `jaxsched_flat`, but the timed program also
   concatenates the gradient tree into the buffer: the most that flat
   parameters add to a backward pass
+- `handwritten`: the same update written by hand in `jax.numpy` on one array
+  holding every parameter (`handwritten_adamw`): what XLA makes of this
+  arithmetic with no library at all, the reference for `jaxsched_flat`
 
 Two times are reported for each:
 - per call: one jitted call of the update, as a training loop makes it; this
@@ -112,7 +115,32 @@ def optimizers(decay_steps: int = 10_000) -> dict:
                                   js.adamw(lr_js, weight_decay=1e-4)),
         "jaxsched_flat_concat": js.chain(js.clip_by_global_norm(1.0),
                                          js.adamw(lr_js, weight_decay=1e-4)),
+        "handwritten": handwritten_adamw(decay_steps),
     }
+
+
+def handwritten_adamw(decay_steps: int, peak: float = 1e-3, b1: float = 0.9, b2: float = 0.999,
+                      eps: float = 1e-8, weight_decay: float = 1e-4) -> optax.GradientTransformation:
+    """clip_by_global_norm(1.0) then adamw(cosine decay) on one array, in plain `jax.numpy`.
+
+    g <- g / max(1, |g|);  m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2;
+    u = -lr(t) (m / (1 - b1^(t+1)) / (sqrt(v / (1 - b2^(t+1))) + eps) + wd p),
+    lr(t) = peak (1 + cos(pi min(t, T) / T)) / 2 at the count t before the step.
+    """
+    def init(p):
+        return jnp.zeros([], jnp.int32), jnp.zeros_like(p), jnp.zeros_like(p)
+
+    def update(g, state, p):
+        t, m, v = state
+        g = g / jnp.maximum(1.0, jnp.sqrt(jnp.sum(g * g)))
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        step = (t + 1).astype(jnp.float32)
+        lr = peak * 0.5 * (1 + jnp.cos(jnp.pi * jnp.minimum(t, decay_steps) / decay_steps))
+        u = m / (1 - b1 ** step) / (jnp.sqrt(v / (1 - b2 ** step)) + eps) + weight_decay * p
+        return -lr * u, (t + 1, m, v)
+
+    return optax.GradientTransformation(init, update)
 
 
 def per_array_optimizers(decay_steps: int = 10_000) -> dict:
@@ -132,11 +160,13 @@ def per_array_optimizers(decay_steps: int = 10_000) -> dict:
 
 
 FLAT_SIDES = ("jaxsched_flat", "jaxsched_flat_concat", "jaxsched_flat_per_array")
-MANY_ARRAY_SIDES = ("jaxsched_fused",) + FLAT_SIDES  # run at every tree size
+MANY_ARRAY_SIDES = ("jaxsched_fused", "handwritten") + FLAT_SIDES  # run at every tree size
 
 
 def side_inputs(name: str, params: dict, grads: dict) -> tuple:
     """(params, grads) in the form the side's update takes."""
+    if name == "handwritten":  # one array holding every parameter
+        return jnp.concatenate(jax.tree.leaves(params)), jnp.concatenate(jax.tree.leaves(grads))
     if name not in FLAT_SIDES:
         return params, grads
     flat = js.flat_params(params, align=64 if name == "jaxsched_flat_per_array" else 1)

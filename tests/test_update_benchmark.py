@@ -20,12 +20,38 @@ def test_quick_update_benchmark_writes_json_and_markdown(tmp_path):
     assert shapes == {(1, 20000), (20, 20000)}
     for r in report["results"]:
         for name in ("optax", "jaxsched", "jaxsched_fused", "jaxsched_flat",
-                     "jaxsched_flat_concat"):
+                     "jaxsched_flat_concat", "handwritten"):
             m = r[name]
             assert m["call_median_s"] > 0 and m["program_median_s"] > 0
             assert m["compile_s"] > 0 and m["hlo_ops"] > 0
     table = (out / "update.md").read_text()
-    assert table.count("\n") == 2 + 2 * 5  # header, rule, 2 shapes x 5 sides
+    assert table.count("\n") == 2 + 2 * 6  # header, rule, 2 shapes x 6 sides
+
+
+def test_handwritten_side_computes_the_jaxsched_flat_update():
+    """The hand-written control is the same update as the chain it is the
+    reference for: five steps on a two-array model, gradients large enough to
+    clip in the first steps and small after, past the schedule's end."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import update
+
+    table = update.optimizers(decay_steps=4)
+    tree = {"a": jnp.linspace(-1.0, 1.0, 7), "b": jnp.linspace(0.5, 2.0, 5)}
+    flat, _ = update.side_inputs("jaxsched_flat", tree, tree)
+    one, _ = update.side_inputs("handwritten", tree, tree)
+    js_tx, hand_tx = table["jaxsched_flat"], table["handwritten"]
+    js_state, hand_state = js_tx.init(flat), hand_tx.init(one)
+    for step, scale in enumerate([3.0, 2.0, 0.1, 0.05, 0.01]):
+        grads = jax.tree.map(lambda p: scale * jnp.sin(3.0 * p + step), tree)
+        flat_grads = update.groups_benchmark.flat_gradients(flat, grads)
+        u, js_state = js_tx.update(flat_grads, js_state, flat)
+        v, hand_state = hand_tx.update(jnp.concatenate(jax.tree.leaves(grads)), hand_state, one)
+        flat_u = np.concatenate([np.ravel(x) for x in jax.tree.leaves(u.unflatten())])
+        np.testing.assert_allclose(flat_u, np.asarray(v), rtol=1e-5)  # float32, other order
+        flat, one = jax.tree.map(lambda p, d: p + d, flat, u), one + v
 
 
 def test_update_benchmark_rejects_bad_flags(tmp_path):
